@@ -1,0 +1,84 @@
+"""arrowshm: zero-copy Apache Arrow tables and streams between processes.
+
+One process ``put``s a table under a name; any process on the host ``get``s it
+back as a ``pyarrow.Table`` whose buffers point straight into POSIX shared
+memory. Versions are published atomically through a seqlock in a per-namespace
+registry, so a reader never sees a torn table, and whatever a crashed process
+leaves behind is reclaimed by ``gc``.
+
+>>> import arrowshm, pyarrow as pa
+>>> info = arrowshm.put("prices", pa.table({"x": [1, 2, 3]}))
+>>> arrowshm.get("prices").num_rows
+3
+"""
+
+
+from ._dataset import (
+    DatasetInfo,
+    Ref,
+    delete,
+    get,
+    info,
+    list_datasets,
+    put,
+    ref,
+    wait,
+)
+from ._errors import (
+    AccessDeniedError,
+    ArrowShmError,
+    ConflictError,
+    CorruptSegmentError,
+    FormatVersionError,
+    InvalidArgumentError,
+    InvalidNameError,
+    NotFoundError,
+    QuotaExceededError,
+    RegistryFullError,
+    SchemaMismatchError,
+    ShmFullError,
+    StreamClosedError,
+    WaitTimeoutError,
+    WriterExistsError,
+)
+from ._gc import GcReport, gc
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AccessDeniedError",
+    "ArrowShmError",
+    "ConflictError",
+    "CorruptSegmentError",
+    "DatasetInfo",
+    "FormatVersionError",
+    "GcReport",
+    "InvalidArgumentError",
+    "InvalidNameError",
+    "NotFoundError",
+    "QuotaExceededError",
+    "Ref",
+    "RegistryFullError",
+    "SchemaMismatchError",
+    "ShmFullError",
+    "StreamClosedError",
+    "WaitTimeoutError",
+    "WriterExistsError",
+    "delete",
+    "gc",
+    "get",
+    "info",
+    "list_datasets",
+    "put",
+    "ref",
+    "wait",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("arrowshm._"):
+        try:
+            _obj.__module__ = "arrowshm"
+        except (AttributeError, TypeError):
+            pass
+del _name, _obj

@@ -1,0 +1,810 @@
+"""Datasets: named, versioned, immutable tables in shared memory.
+
+A version lives in its own segment: a 4 KiB header, then the table as an Arrow
+IPC stream written straight into the mapping (sized beforehand by a counting
+pass). Publishing is one seqlock write of the registry entry, so a reader sees
+either the previous version or the new one, whole. Versions beyond the
+retention count are unlinked at once: POSIX keeps an unlinked segment's memory
+valid for every process that maps it, so a table a reader holds stays intact
+without any reference counting.
+
+``get`` maps the version read-only and wraps it with ``pyarrow.ipc`` — every
+buffer of the table points into the mapping; its cost depends on the number of
+columns and batches, not on bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from . import _layout as L
+from ._errors import (
+    ArrowShmError,
+    ConflictError,
+    CorruptSegmentError,
+    FormatVersionError,
+    InvalidArgumentError,
+    NotFoundError,
+    WaitTimeoutError,
+)
+from ._names import current_namespace, validate_name
+from ._proc import identity
+from ._registry import EntryView, Registry, get_registry
+from ._segment import Segment
+
+__all__ = [
+    "DatasetInfo",
+    "Ref",
+    "delete",
+    "get",
+    "info",
+    "list_datasets",
+    "put",
+    "ref",
+    "wait",
+]
+
+_U64 = np.uint64
+_IPC_OPTIONS = pa.ipc.IpcWriteOptions(allow_64bit=True)
+_PARALLEL_COPY_BYTES = 32 << 20
+_GET_RETRIES = 64
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the registry knows of one dataset version.
+
+    Attributes
+    ----------
+    name : str
+    version : int
+        1 for the first put of the name, +1 for each put.
+    num_rows : int
+    nbytes : int
+        Bytes of the Arrow IPC payload of this version.
+    schema : pyarrow.Schema
+    created_at, updated_at : datetime.datetime
+        When the name was first put, and when this version was published (UTC).
+    ttl : float or None
+        Seconds after ``updated_at`` at which the dataset expires.
+    retain : int
+        How many versions are kept.
+    versions : tuple of int
+        The retained versions, newest first.
+    owner_pid : int
+        Process that published this version.
+    namespace : str
+    segment : str
+        The POSIX shared-memory name of this version.
+    """
+
+    name: str
+    version: int
+    num_rows: int
+    nbytes: int
+    schema: pa.Schema = field(repr=False)
+    created_at: _dt.datetime
+    updated_at: _dt.datetime
+    ttl: float | None = None
+    retain: int = 1
+    versions: tuple[int, ...] = ()
+    owner_pid: int = 0
+    namespace: str = "default"
+    segment: str = ""
+
+    @property
+    def ref(self) -> Ref:
+        """A picklable handle to exactly this version."""
+        return Ref(self.name, self.version, self.namespace)
+
+    @property
+    def expires_at(self) -> _dt.datetime | None:
+        if self.ttl is None:
+            return None
+        return self.updated_at + _dt.timedelta(seconds=self.ttl)
+
+    def _repr_html_(self) -> str:
+        from ._display import dataset_info_html
+
+        return dataset_info_html(self)
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A picklable handle to one version of a dataset (a few dozen bytes pickled).
+
+    Pass it to ``multiprocessing`` or ``concurrent.futures`` workers instead of
+    a table; ``ref.get()`` maps the version zero-copy in the worker.
+    """
+
+    name: str
+    version: int
+    namespace: str = "default"
+
+    def get(self, *, validate: bool = False) -> pa.Table:
+        """The table of this version (see :func:`arrowshm.get`).
+
+        Raises
+        ------
+        NotFoundError
+            When the dataset or this version no longer exists.
+        """
+        with _in_namespace(self.namespace):
+            return get(self.name, version=self.version, validate=validate)
+
+    def info(self) -> DatasetInfo:
+        """:class:`DatasetInfo` of this version.
+
+        Raises
+        ------
+        NotFoundError
+            When the dataset or this version no longer exists.
+        """
+        with _in_namespace(self.namespace):
+            return _info_for(self.name, self.version)
+
+
+class _in_namespace:
+    """Run a block with ``ARROWSHM_NAMESPACE`` set (refs carry their namespace)."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self.saved: str | None = None
+
+    def __enter__(self) -> None:
+        self.saved = os.environ.get("ARROWSHM_NAMESPACE")
+        os.environ["ARROWSHM_NAMESPACE"] = self.namespace
+
+    def __exit__(self, *exc: object) -> None:
+        if self.saved is None:
+            os.environ.pop("ARROWSHM_NAMESPACE", None)
+        else:
+            os.environ["ARROWSHM_NAMESPACE"] = self.saved
+
+
+# --------------------------------------------------------------------------------------
+# converting input
+
+
+def to_table(data: Any) -> pa.Table:
+    """Turn any supported input into a ``pyarrow.Table`` (zero-copy where the
+    source allows it).
+
+    Raises
+    ------
+    InvalidArgumentError
+        When *data* is of no supported type.
+    """
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    if isinstance(data, pa.RecordBatchReader):
+        return data.read_all()
+    module = type(data).__module__.split(".")[0]
+    if module == "pandas":
+        return pa.Table.from_pandas(data)
+    if hasattr(data, "__arrow_c_stream__"):
+        return pa.table(data)
+    if module == "polars" and hasattr(data, "to_arrow"):
+        return data.to_arrow()
+    if hasattr(data, "to_arrow_table"):  # DuckDB relations
+        return data.to_arrow_table()
+    raise InvalidArgumentError(
+        f"cannot put a {type(data).__module__}.{type(data).__name__}: pass a pyarrow Table "
+        "or RecordBatch, a pandas or polars DataFrame, or an object exporting "
+        "__arrow_c_stream__",
+        type=type(data).__name__,
+    )
+
+
+def schema_fingerprint(schema: pa.Schema) -> int:
+    """64-bit fingerprint of a schema (fields, types and metadata)."""
+    digest = hashlib.blake2b(schema.serialize().to_pybytes(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def _check_retain(retain: object) -> int:
+    if isinstance(retain, bool) or not isinstance(retain, int) or not (
+        1 <= retain <= L.MAX_RETAIN
+    ):
+        raise InvalidArgumentError(
+            f"retain must be an int from 1 to {L.MAX_RETAIN}, not {retain!r}", retain=retain
+        )
+    return retain
+
+
+def _check_ttl(ttl: object) -> int:
+    """TTL in ns (0 = none)."""
+    if ttl is None:
+        return 0
+    if isinstance(ttl, _dt.timedelta):
+        ttl = ttl.total_seconds()
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
+        raise InvalidArgumentError(
+            f"ttl must be a positive number of seconds (or a timedelta), not {ttl!r}", ttl=ttl
+        )
+    return int(ttl * 1e9)
+
+
+# --------------------------------------------------------------------------------------
+# writing
+
+
+def put(name: str, data: Any, *, retain: int = 1, ttl: float | None = None) -> DatasetInfo:
+    """Publish *data* as the next version of dataset *name*.
+
+    The table is written once, straight into a new shared-memory segment, then
+    published atomically: readers see the previous version or this one, never
+    a mix. Versions beyond *retain* are freed.
+
+    Parameters
+    ----------
+    name : str
+        1-200 characters of letters, digits and ``. _ - / :``.
+    data : pyarrow.Table, RecordBatch, pandas/polars DataFrame, or ``__arrow_c_stream__``
+    retain : int, default 1
+        How many versions (this one included) stay readable by ``get(version=)``;
+        at most 16.
+    ttl : float or timedelta, optional
+        Seconds after this put at which the dataset expires (``arrowshm gc`` or
+        the service then deletes it).
+
+    Returns
+    -------
+    DatasetInfo
+        The version just published.
+
+    Raises
+    ------
+    InvalidNameError
+        When *name* is not a valid name.
+    InvalidArgumentError
+        When *data*, *retain* or *ttl* cannot be used.
+    ShmFullError
+        When /dev/shm has no room for the table (nothing is created).
+    QuotaExceededError
+        When the namespace's quota would be exceeded (nothing is created).
+    RegistryFullError
+        When the namespace's registry has no free entry for a new name.
+    ConflictError
+        When *name* is a stream.
+    """
+    validate_name(name)
+    retain = _check_retain(retain)
+    ttl_ns = _check_ttl(ttl)
+    table = to_table(data)
+    reg = get_registry(current_namespace())
+    existing = reg.lookup(name)
+    if existing is not None:
+        _check_kind(reg, existing[0], name, L.KIND_DATASET)
+
+    sink = pa.MockOutputStream()
+    with pa.ipc.new_stream(sink, table.schema, options=_IPC_OPTIONS) as w:
+        w.write_table(table)
+    data_bytes = sink.size()
+    seg_bytes = L.SEGMENT_HEADER_BYTES + data_bytes
+    fp = schema_fingerprint(table.schema)
+
+    reg.reserve(seg_bytes)
+    seg_id = reg.new_segment_id()
+    seg_name = reg.segment_name(seg_id)
+    try:
+        seg = Segment.create(seg_name, seg_bytes)
+    except BaseException:
+        reg.release(seg_bytes)
+        raise
+    published = False
+    try:
+        _write_header(seg, L.KIND_DATASET, data_bytes)
+        end = L.SEGMENT_HEADER_BYTES + data_bytes
+        out = pa.FixedSizeBufferWriter(  # (a slice of a py_buffer would be immutable)
+            pa.py_buffer(memoryview(seg.mm)[L.SEGMENT_HEADER_BYTES:end])
+        )
+        if data_bytes >= _PARALLEL_COPY_BYTES:
+            out.set_memcopy_threads(min(4, os.cpu_count() or 1))
+        with pa.ipc.new_stream(out, table.schema, options=_IPC_OPTIONS) as w:
+            w.write_table(table)
+        w_ = seg.words
+        w_[L.S_NUM_ROWS] = table.num_rows
+        w_[L.S_SCHEMA_FP] = fp
+        w_[L.S_STATE] = L.SEG_SEALED
+        info = _publish(reg, name, seg, seg_id, seg_bytes, data_bytes, table.num_rows, fp,
+                        retain, ttl_ns, table.schema)
+        published = True
+    finally:
+        if not published:
+            reg.unlink_segment(seg_id)
+    return info
+
+
+def _write_header(seg: Segment, kind: int, data_bytes: int) -> None:
+    pid, start = identity()
+    w = seg.words
+    w[L.S_FORMAT_VERSION] = L.FORMAT_VERSION
+    w[L.S_KIND] = kind
+    w[L.S_STATE] = L.SEG_WRITING
+    w[L.S_CREATOR_PID] = pid
+    w[L.S_CREATOR_START] = start
+    w[L.S_CREATED_NS] = time.time_ns()
+    w[L.S_SEGMENT_BYTES] = seg.size
+    w[L.S_DATA_OFFSET] = L.SEGMENT_HEADER_BYTES
+    w[L.S_DATA_BYTES] = data_bytes
+    w[L.S_MAGIC] = L.SEGMENT_MAGIC
+
+
+def _check_kind(reg: Registry, slot: int, name: str, kind: int) -> None:
+    actual = int(reg.words[reg.ew(slot, L.E_KIND)])
+    if actual != kind:
+        raise ConflictError(
+            f"{name!r} is a {L.KIND_NAMES.get(actual, '?')}, not a "
+            f"{L.KIND_NAMES[kind]}: use another name, or delete it first (`arrowshm rm`)",
+            name=name,
+            kind=L.KIND_NAMES.get(actual, "?"),
+        )
+
+
+def _publish(
+    reg: Registry,
+    name: str,
+    seg: Segment,
+    seg_id: int,
+    seg_bytes: int,
+    data_bytes: int,
+    num_rows: int,
+    fp: int,
+    retain: int,
+    ttl_ns: int,
+    schema: pa.Schema,
+) -> DatasetInfo:
+    """Make *seg* the next version of *name*; unlink what falls out of retention."""
+    pid, start = identity()
+    for _ in range(100):
+        slot, gen = reg.claim(name, L.KIND_DATASET)
+        _check_kind(reg, slot, name, L.KIND_DATASET)
+        with reg.entry_lock(slot):
+            old = reg.read_record(slot, gen)
+            if old is None:  # deleted between claim and lock: claim again
+                reg.forget(name)
+                continue
+            now = time.time_ns()
+            version = int(old[L.R_VERSION]) + 1
+            n_old = int(old[L.R_N_HISTORY])
+            history = [seg_id] + [int(x) for x in old[L.R_HISTORY : L.R_HISTORY + n_old]]
+            keep, retired = history[:retain], history[retain:]
+            rec = np.zeros(L.RECORD_WORDS, dtype=np.uint64)
+            rec[L.R_VERSION] = version
+            rec[L.R_SEGMENT_ID] = seg_id
+            rec[L.R_SEGMENT_BYTES] = seg_bytes
+            rec[L.R_DATA_BYTES] = data_bytes
+            rec[L.R_NUM_ROWS] = num_rows
+            rec[L.R_SCHEMA_FP] = fp
+            rec[L.R_CREATED_NS] = int(old[L.R_CREATED_NS]) or now
+            rec[L.R_UPDATED_NS] = now
+            rec[L.R_TTL_NS] = ttl_ns
+            rec[L.R_RETAIN] = retain
+            rec[L.R_OWNER_PID] = pid
+            rec[L.R_OWNER_START] = start
+            rec[L.R_N_HISTORY] = len(keep)
+            rec[L.R_HISTORY : L.R_HISTORY + len(keep)] = keep
+            w = seg.words
+            w[L.S_VERSION] = version
+            w[L.S_NAME_HASH] = int(reg.words[reg.ew(slot, L.E_NAME_HASH)])
+            w[L.S_GENERATION] = gen
+            reg.write_record(slot, rec)
+            # only now: PUBLISHED + unreferenced means "retired" to gc
+            w[L.S_STATE] = L.SEG_PUBLISHED
+        reg.count(L.H_STAT_PUTS)
+        reg.notify_entry(slot)
+        for sid in retired:
+            reg.unlink_segment(sid)
+        return _make_info(reg, name, rec, schema, version, reg.segment_name(seg_id))
+    raise ConflictError(f"{name!r} kept being deleted while it was published", name=name)
+
+
+# --------------------------------------------------------------------------------------
+# reading
+
+
+@dataclass
+class _Cached:
+    version: int
+    segment_id: int
+    table: pa.Table | None
+    schema: pa.Schema | None = None
+
+
+# (namespace, name) -> newest version this process mapped; one per name, so a
+# superseded version is released at the next get of that name
+_cache: dict[tuple[str, str], _Cached] = {}
+_cache_lock = threading.Lock()
+
+
+def _cache_put(
+    namespace: str, name: str, version: int, segment_id: int, table: pa.Table | None
+) -> None:
+    with _cache_lock:
+        cur = _cache.get((namespace, name))
+        if cur is None or cur.version <= version:
+            _cache[(namespace, name)] = _Cached(version, segment_id, table,
+                                                table.schema if table is not None else None)
+
+
+def clear_cache() -> None:
+    """Drop this process's cached mappings (tables already handed out stay valid)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def _resolve(view: EntryView, version: int | None, namespace: str) -> tuple[int, int]:
+    """(version, segment id) of the wanted version of a dataset entry."""
+    current = view.version
+    if current == 0:
+        raise NotFoundError(f"{view.name!r} has no version yet", name=view.name)
+    if version is None:
+        return current, view.field(L.R_SEGMENT_ID)
+    hist = view.history()
+    k = current - version
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise InvalidArgumentError(f"version must be a positive int, not {version!r}",
+                                   version=version)
+    if 0 <= k < len(hist):
+        return version, hist[k]
+    lo = current - len(hist) + 1
+    raise NotFoundError(
+        f"{view.name!r} version {version} does not exist in namespace {namespace!r}: "
+        f"versions {lo}..{current} are retained (put with a larger retain= to keep more)",
+        name=view.name,
+        version=version,
+        retained=tuple(range(current, lo - 1, -1)),
+    )
+
+
+def _expired(view: EntryView) -> bool:
+    ttl = view.field(L.R_TTL_NS)
+    return bool(ttl) and time.time_ns() > view.field(L.R_UPDATED_NS) + ttl
+
+
+def _dataset_entry(reg: Registry, name: str) -> EntryView:
+    view = reg.get_entry(name)
+    if view.kind != L.KIND_DATASET:
+        _check_kind(reg, view.slot, name, L.KIND_DATASET)
+    if _expired(view):
+        raise NotFoundError(
+            f"{name!r} expired (its ttl passed) and is being removed", name=name
+        )
+    return view
+
+
+def _open_version(
+    reg: Registry, segment_id: int, version: int, view: EntryView
+) -> tuple[Segment, pa.Buffer]:
+    seg = Segment.open(reg.segment_name(segment_id))
+    w = seg.words
+    if seg.size < L.SEGMENT_HEADER_BYTES or int(w[L.S_MAGIC]) != L.SEGMENT_MAGIC:
+        raise CorruptSegmentError(
+            f"{seg.name} (dataset {view.name!r}) is not an arrowshm segment; delete the "
+            "dataset and put it again",
+            shm_name=seg.name,
+        )
+    if int(w[L.S_FORMAT_VERSION]) != L.FORMAT_VERSION:
+        raise FormatVersionError(
+            f"{seg.name} was written with format version {int(w[L.S_FORMAT_VERSION])}; this "
+            f"arrowshm reads {L.FORMAT_VERSION}: read it with the arrowshm that wrote it",
+            found=int(w[L.S_FORMAT_VERSION]),
+            expected=L.FORMAT_VERSION,
+        )
+    off, n = int(w[L.S_DATA_OFFSET]), int(w[L.S_DATA_BYTES])
+    if (
+        int(w[L.S_VERSION]) != version
+        or off < L.SEGMENT_HEADER_BYTES
+        or off + n > seg.size
+    ):
+        raise CorruptSegmentError(
+            f"{seg.name} header does not match dataset {view.name!r} version {version}",
+            shm_name=seg.name,
+        )
+    return seg, pa.py_buffer(seg.mm).slice(off, n)
+
+
+def get(name: str, *, version: int | None = None, validate: bool = False) -> pa.Table:
+    """The latest (or a retained older) version of dataset *name*, zero-copy.
+
+    Every buffer of the returned table points into shared memory, mapped
+    read-only. The table stays valid however long it is held, even after newer
+    versions or ``delete``. A repeated ``get`` of an unchanged version returns
+    the table this process already mapped.
+
+    Parameters
+    ----------
+    name : str
+    version : int, optional
+        A retained version; the latest by default.
+    validate : bool, default False
+        Run full Arrow validation before returning (for data from untrusted
+        writers). Segments created by another user are always validated.
+
+    Returns
+    -------
+    pyarrow.Table
+
+    Raises
+    ------
+    InvalidNameError
+        When *name* is not a valid name.
+    NotFoundError
+        When the dataset or version does not exist (or has expired).
+    ConflictError
+        When *name* is a stream.
+    CorruptSegmentError
+        When the segment's bytes are not a valid table.
+    AccessDeniedError
+        When the segment belongs to another user who did not share it.
+    """
+    validate_name(name)
+    namespace = current_namespace()
+    reg = get_registry(namespace)
+    for attempt in range(_GET_RETRIES):
+        view = _dataset_entry(reg, name)
+        want, seg_id = _resolve(view, version, namespace)
+        cached = _cache.get((namespace, name))
+        if cached is not None and cached.segment_id == seg_id and cached.table is not None:
+            if validate:
+                _validate(cached.table, name)
+            return cached.table
+        try:
+            seg, buf = _open_version(reg, seg_id, want, view)
+        except NotFoundError:
+            # retired between reading the entry and opening it: read the entry again
+            reg.forget(name)
+            if attempt > 8:
+                time.sleep(0.0001 * attempt)
+            continue
+        table = _read_table(buf, name, seg.name)
+        if validate or seg.owner_uid != os.getuid():
+            _validate(table, name)
+        if version is None or want == view.version:
+            _cache_put(namespace, name, want, seg_id, table)
+        return table
+    raise NotFoundError(
+        f"{name!r} kept changing while it was read; try again", name=name
+    )
+
+
+def _read_table(buf: pa.Buffer, name: str, shm_name: str) -> pa.Table:
+    try:
+        return pa.ipc.open_stream(buf).read_all()
+    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+        raise CorruptSegmentError(
+            f"{shm_name} (dataset {name!r}) does not hold a valid Arrow stream: {exc}; "
+            "delete the dataset and put it again",
+            name=name,
+            shm_name=shm_name,
+        ) from exc
+
+
+def _validate(table: pa.Table, name: str) -> None:
+    try:
+        table.validate(full=True)
+    except pa.ArrowInvalid as exc:
+        raise CorruptSegmentError(
+            f"dataset {name!r} failed Arrow validation: {exc}", name=name
+        ) from exc
+
+
+def _schema_of(reg: Registry, view: EntryView, version: int, seg_id: int) -> pa.Schema:
+    cached = _cache.get((reg.namespace, view.name))
+    if cached is not None and cached.segment_id == seg_id and cached.schema is not None:
+        return cached.schema
+    _, buf = _open_version(reg, seg_id, version, view)
+    try:
+        return pa.ipc.open_stream(buf).schema
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise CorruptSegmentError(f"dataset {view.name!r} has an invalid schema: {exc}",
+                                  name=view.name) from exc
+
+
+def _ns_to_dt(ns: int) -> _dt.datetime:
+    return _dt.datetime.fromtimestamp(ns / 1e9, tz=_dt.timezone.utc)
+
+
+def _make_info(
+    reg: Registry, name: str, rec: Any, schema: pa.Schema, version: int, segment: str
+) -> DatasetInfo:
+    current = int(rec[L.R_VERSION])
+    n_hist = int(rec[L.R_N_HISTORY])
+    ttl = int(rec[L.R_TTL_NS])
+    return DatasetInfo(
+        name=name,
+        version=version,
+        num_rows=int(rec[L.R_NUM_ROWS]) if version == current else -1,
+        nbytes=int(rec[L.R_DATA_BYTES]) if version == current else -1,
+        schema=schema,
+        created_at=_ns_to_dt(int(rec[L.R_CREATED_NS])),
+        updated_at=_ns_to_dt(int(rec[L.R_UPDATED_NS])),
+        ttl=ttl / 1e9 if ttl else None,
+        retain=int(rec[L.R_RETAIN]),
+        versions=tuple(range(current, current - n_hist, -1)),
+        owner_pid=int(rec[L.R_OWNER_PID]),
+        namespace=reg.namespace,
+        segment=segment,
+    )
+
+
+def _info_for(name: str, version: int | None) -> DatasetInfo:
+    namespace = current_namespace()
+    reg = get_registry(namespace)
+    for _ in range(_GET_RETRIES):
+        view = _dataset_entry(reg, name)
+        want, seg_id = _resolve(view, version, namespace)
+        try:
+            schema = _schema_of(reg, view, want, seg_id)
+        except NotFoundError:
+            reg.forget(name)
+            continue
+        info = _make_info(reg, name, view.record, schema, want, reg.segment_name(seg_id))
+        if want != view.version:
+            seg = Segment.open(reg.segment_name(seg_id))
+            info = DatasetInfo(**{**info.__dict__,
+                                  "num_rows": int(seg.words[L.S_NUM_ROWS]),
+                                  "nbytes": int(seg.words[L.S_DATA_BYTES])})
+        return info
+    raise NotFoundError(f"{name!r} kept changing while it was read; try again", name=name)
+
+
+def info(name: str) -> DatasetInfo:
+    """Describe the latest version of dataset *name* without mapping its data.
+
+    Raises
+    ------
+    InvalidNameError
+        When *name* is not a valid name.
+    NotFoundError
+        When no dataset has that name.
+    ConflictError
+        When *name* is a stream.
+    """
+    validate_name(name)
+    return _info_for(name, None)
+
+
+def list_datasets() -> list[DatasetInfo]:
+    """Every dataset of the current namespace, sorted by name.
+
+    Raises
+    ------
+    InvalidNameError
+        When ``ARROWSHM_NAMESPACE`` is invalid.
+    """
+    reg = get_registry(current_namespace())
+    out = []
+    for view in reg.entries():
+        if view.kind != L.KIND_DATASET or view.version == 0 or _expired(view):
+            continue
+        seg_id = view.field(L.R_SEGMENT_ID)
+        try:
+            schema = _schema_of(reg, view, view.version, seg_id)
+        except ArrowShmError:
+            continue  # replaced or deleted while listing
+        out.append(_make_info(reg, view.name, view.record, schema, view.version,
+                              reg.segment_name(seg_id)))
+    return sorted(out, key=lambda i: i.name)
+
+
+def delete(name: str) -> None:
+    """Delete dataset (or stream) *name* and free its segments now.
+
+    Tables that processes already hold stay valid until they drop them.
+
+    Raises
+    ------
+    InvalidNameError
+        When *name* is not a valid name.
+    NotFoundError
+        When no dataset or stream has that name.
+    """
+    validate_name(name)
+    reg = get_registry(current_namespace())
+    view = reg.get_entry(name)
+    removed = reg.remove(view.slot, view.generation)
+    if removed is None:
+        raise NotFoundError(f"{name!r} was deleted concurrently", name=name)
+    for sid in set(removed.history()) | {removed.field(L.R_SEGMENT_ID)}:
+        if sid:
+            reg.unlink_segment(sid)
+    with _cache_lock:
+        _cache.pop((reg.namespace, name), None)
+
+
+def wait(name: str, *, after_version: int = 0, timeout: float | None = None) -> DatasetInfo:
+    """Block until dataset *name* has a version newer than *after_version*.
+
+    Spins for a few microseconds, then sleeps on a futex that every publish of
+    the name wakes. If the name does not exist yet, waits for its first put.
+
+    Parameters
+    ----------
+    name : str
+    after_version : int, default 0
+        Return as soon as the version is greater than this.
+    timeout : float, optional
+        Seconds to wait; forever by default.
+
+    Returns
+    -------
+    DatasetInfo
+        The newer version.
+
+    Raises
+    ------
+    InvalidNameError
+        When *name* is not a valid name.
+    WaitTimeoutError
+        When no newer version appears within *timeout*.
+    """
+    validate_name(name)
+    if isinstance(after_version, bool) or not isinstance(after_version, int) or (
+        after_version < 0
+    ):
+        raise InvalidArgumentError(
+            f"after_version must be a non-negative int, not {after_version!r}",
+            after_version=after_version,
+        )
+    if timeout is not None and not timeout >= 0:
+        raise InvalidArgumentError(f"timeout must be >= 0 seconds, not {timeout!r}",
+                                   timeout=timeout)
+    reg = get_registry(current_namespace())
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        remaining = 3600.0 if deadline is None else deadline - time.monotonic()
+        event_seq = reg.event_seq()
+        found = reg.cached_lookup(name)
+        if found is not None:
+            try:
+                view = _dataset_entry(reg, name)
+            except NotFoundError:
+                view = None
+            if view is not None and view.version > after_version:
+                return info(name)
+            if view is not None and remaining > 0:
+                # sleep on the entry's own futex, in slices so a delete is noticed
+                reg.wait_version(view.slot, after_version, min(remaining, 0.25))
+                if deadline is None or time.monotonic() < deadline:
+                    continue
+        elif remaining > 0:
+            reg.wait_event(event_seq, min(remaining, 0.25))  # wait for the name to appear
+            if deadline is None or time.monotonic() < deadline:
+                continue
+        raise WaitTimeoutError(
+            f"no version of {name!r} newer than {after_version} within {timeout} s",
+            name=name,
+            after_version=after_version,
+            timeout=timeout,
+        )
+
+
+def ref(name: str, *, version: int | None = None) -> Ref:
+    """A picklable handle to a version of dataset *name* (the latest by default,
+    resolved now, so every worker that receives it reads the same table).
+
+    Raises
+    ------
+    InvalidNameError
+        When *name* is not a valid name.
+    NotFoundError
+        When the dataset or version does not exist.
+    """
+    validate_name(name)
+    namespace = current_namespace()
+    view = _dataset_entry(get_registry(namespace), name)
+    want, _ = _resolve(view, version, namespace)
+    return Ref(name, want, namespace)

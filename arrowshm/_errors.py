@@ -1,0 +1,140 @@
+"""Every error arrowshm raises, in one tree.
+
+Each class also inherits the builtin exception a caller would naturally catch
+(as pyarrow's ``ArrowInvalid(ValueError, ArrowException)`` does), so code that
+does not know arrowshm still handles it sensibly::
+
+    ArrowShmError(Exception)
+    ├── NotFoundError(KeyError)                 name or version does not exist
+    ├── InvalidNameError(ValueError)            name or namespace is malformed
+    ├── InvalidArgumentError(ValueError)        any other bad argument
+    │   └── SchemaMismatchError                 batch schema differs from the stream's
+    ├── ShmFullError(MemoryError)               /dev/shm has no room (ENOSPC)
+    ├── QuotaExceededError                      namespace byte quota would be exceeded
+    ├── RegistryFullError                       the namespace's registry has no free entry
+    ├── WaitTimeoutError(TimeoutError)          a wait or a blocked write timed out
+    ├── AccessDeniedError(PermissionError)      another user's segment or socket
+    ├── CorruptSegmentError                     a segment's bytes are not a valid arrowshm layout
+    │   └── FormatVersionError                  written by an incompatible arrowshm format
+    ├── ConflictError                           the object is in a state that forbids this
+    │   └── WriterExistsError                   a live writer already owns the stream
+    └── StreamClosedError                       writing to a closed stream
+
+Errors carry their facts as attributes (``limit``, ``requested``, ``name`` …)
+beside the message; kernels never raise, they return status codes that
+:func:`check_status` turns into these classes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AccessDeniedError",
+    "ArrowShmError",
+    "ConflictError",
+    "CorruptSegmentError",
+    "FormatVersionError",
+    "InvalidArgumentError",
+    "InvalidNameError",
+    "NotFoundError",
+    "QuotaExceededError",
+    "RegistryFullError",
+    "SchemaMismatchError",
+    "ShmFullError",
+    "StreamClosedError",
+    "WaitTimeoutError",
+    "WriterExistsError",
+]
+
+
+class ArrowShmError(Exception):
+    """Base class of every error arrowshm raises.
+
+    Keyword arguments given to the constructor are kept as attributes, so
+    ``err.name``, ``err.limit`` … are available to handlers.
+    """
+
+    def __init__(self, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields
+        for key, value in fields.items():
+            setattr(self, key, value)
+
+    def __str__(self) -> str:  # KeyError would otherwise repr() the message
+        return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.message, self.fields))
+
+
+def _rebuild(cls: type[ArrowShmError], message: str, fields: dict[str, Any]) -> ArrowShmError:
+    return cls(message, **fields)
+
+
+class NotFoundError(ArrowShmError, KeyError):
+    """Raised when a dataset, stream or version of that name does not exist
+    (never created, deleted, expired, or a version no longer retained)."""
+
+
+class InvalidNameError(ArrowShmError, ValueError):
+    """Raised when a dataset/stream name or a namespace breaks the naming rules;
+    nothing is created."""
+
+
+class InvalidArgumentError(ArrowShmError, ValueError):
+    """Raised for any other argument arrowshm cannot accept (a negative
+    retention, an unsupported data type, an unknown mode …)."""
+
+
+class SchemaMismatchError(InvalidArgumentError):
+    """Raised when a record batch written to a stream has a schema other than
+    the one the stream was created with."""
+
+
+class ShmFullError(ArrowShmError, MemoryError):
+    """Raised when /dev/shm cannot hold a new segment (ENOSPC); nothing is
+    left half-created. In Docker, raise the limit with ``--shm-size``."""
+
+
+class QuotaExceededError(ArrowShmError):
+    """Raised when a write would take the namespace past its byte quota;
+    nothing is created."""
+
+
+class RegistryFullError(ArrowShmError):
+    """Raised when every entry of the namespace's registry is in use."""
+
+
+class WaitTimeoutError(ArrowShmError, TimeoutError):
+    """Raised when a wait (``wait``, a blocked stream write or read) reaches
+    its timeout."""
+
+
+class AccessDeniedError(ArrowShmError, PermissionError):
+    """Raised when a segment or socket belongs to another user and its mode
+    does not allow this user to use it."""
+
+
+class CorruptSegmentError(ArrowShmError):
+    """Raised when a segment's header or payload is not a valid arrowshm
+    layout (bad magic, impossible offsets, invalid Arrow data)."""
+
+
+class FormatVersionError(CorruptSegmentError):
+    """Raised when a segment was written with an incompatible arrowshm
+    byte-layout version."""
+
+
+class ConflictError(ArrowShmError):
+    """Raised when the object exists but is in a state that forbids the call
+    (a stream where a dataset is expected, or the reverse)."""
+
+
+class WriterExistsError(ConflictError):
+    """Raised when a stream already has a live writer."""
+
+
+class StreamClosedError(ArrowShmError):
+    """Raised when writing to a stream its writer has closed."""

@@ -1,0 +1,164 @@
+"""Reclaiming what crashed or finished processes left in /dev/shm.
+
+A data segment may be removed when no LIVE registry entry references it and
+either it was PUBLISHED (so it has been retired: a published segment is never
+referenced again once dropped) or its creator is dead (so it can never be
+published). A segment in WRITING/SEALED state whose creator lives is a put in
+progress and is kept.
+
+The order of the checks matters: each segment's header state and creator
+liveness are read *before* the registry snapshot of references. A writer sets
+PUBLISHED only after its seqlock write made the reference visible, so a
+segment seen PUBLISHED is either referenced in the later snapshot or retired
+for good; and a creator seen dead can no longer publish.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _layout as L
+from ._errors import ArrowShmError
+from ._names import SHM_PREFIX, current_namespace, parse_segment_shm_name
+from ._proc import is_alive
+from ._registry import Registry, get_registry
+from ._segment import Segment, list_names, object_stat, unlink
+from .kernels.atomics import atomic_load
+
+_U64 = np.uint64
+_UNINITIALIZED_GRACE_S = 60.0
+
+
+@dataclass
+class GcReport:
+    """What a garbage collection reclaimed.
+
+    Attributes
+    ----------
+    segments : list of str
+        Shared-memory objects removed.
+    bytes_freed : int
+    expired : list of str
+        Datasets deleted because their TTL passed.
+    recovered : list of str
+        Entries whose dead writer left a lock or a half-done publish behind.
+    kept : int
+        Unreferenced segments kept because a live process is still writing them.
+    """
+
+    segments: list[str] = field(default_factory=list)
+    bytes_freed: int = 0
+    expired: list[str] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)
+    kept: int = 0
+
+    @property
+    def count(self) -> int:
+        return len(self.segments) + len(self.expired) + len(self.recovered)
+
+
+def gc(namespace: str | None = None) -> GcReport:
+    """Reclaim every object of the namespace that nothing live needs.
+
+    Removes data segments that no LIVE entry references and no live process is
+    writing, deletes datasets whose TTL passed, and completes publishes or
+    releases locks that killed writers left behind.
+
+    Parameters
+    ----------
+    namespace : str, optional
+        Defaults to ``ARROWSHM_NAMESPACE``.
+
+    Returns
+    -------
+    GcReport
+
+    Raises
+    ------
+    InvalidNameError
+        When the namespace is invalid.
+    """
+    from ._names import validate_namespace
+
+    ns = validate_namespace(namespace) if namespace is not None else current_namespace()
+    reg = get_registry(ns)
+    report = GcReport()
+    _recover_entries(reg, report)
+    _expire(reg, report)
+    _reclaim_segments(reg, report)
+    if report.segments or report.expired:
+        reg.count(L.H_STAT_REAPED, len(report.segments) + len(report.expired))
+    return report
+
+
+def _recover_entries(reg: Registry, report: GcReport) -> None:
+    w = reg.words
+    for slot in range(reg.capacity):
+        state = int(w[reg.ew(slot, L.E_STATE)])
+        if state == L.STATE_EMPTY:
+            continue
+        owner = int(atomic_load(w, reg.ew(slot, L.E_LOCK)))
+        start = int(atomic_load(w, reg.ew(slot, L.E_LOCK_START)))
+        if owner and not is_alive(owner, start):
+            with reg.entry_lock(slot):  # taking it over completes the dead writer's publish
+                pass
+            report.recovered.append(reg.read_name(slot))
+        if state == L.STATE_CLAIMED:
+            # a claimer died inside the structure lock: the slot is free again
+            with reg.struct_lock():
+                if int(w[reg.ew(slot, L.E_STATE)]) == L.STATE_CLAIMED:
+                    w[reg.ew(slot, L.E_STATE)] = L.STATE_DELETED
+                    report.recovered.append(reg.read_name(slot))
+
+
+def _expire(reg: Registry, report: GcReport) -> None:
+    now = time.time_ns()
+    for view in list(reg.entries()):
+        ttl = view.field(L.R_TTL_NS)
+        if ttl and now > view.field(L.R_UPDATED_NS) + ttl:
+            removed = reg.remove(view.slot, view.generation)
+            if removed is None:
+                continue
+            for sid in set(removed.history()) | {removed.field(L.R_SEGMENT_ID)}:
+                if sid:
+                    report.bytes_freed += reg.unlink_segment(sid)
+            report.expired.append(view.name)
+
+
+def _reclaim_segments(reg: Registry, report: GcReport) -> None:
+    candidates: list[tuple[int, str, bool]] = []  # (segment id, name, removable unless referenced)
+    for shm in list_names(f"{SHM_PREFIX}{reg.namespace}-"):
+        sid = parse_segment_shm_name(reg.namespace, shm)
+        if sid is None:
+            continue
+        try:
+            seg = Segment.open(shm)
+        except ArrowShmError:
+            continue  # gone, or another user's
+        w = seg.words
+        if seg.size < L.SEGMENT_HEADER_BYTES or int(w[L.S_MAGIC]) != L.SEGMENT_MAGIC:
+            # being created (not yet sized/stamped) or foreign: remove only when old
+            st = object_stat(shm)
+            old = st is not None and time.time() - st.st_mtime > _UNINITIALIZED_GRACE_S
+            candidates.append((sid, shm, old))
+            continue
+        state = int(atomic_load(w, L.S_STATE))
+        creator = int(w[L.S_CREATOR_PID])
+        start = int(w[L.S_CREATOR_START])
+        removable = state == L.SEG_PUBLISHED or not is_alive(creator, start)
+        candidates.append((sid, shm, removable))
+    referenced = reg.referenced_segments()  # read last: see the module docstring
+    for sid, shm, removable in candidates:
+        if sid in referenced:
+            continue
+        if not removable:
+            report.kept += 1
+            continue
+        st = object_stat(shm)
+        if st is not None and unlink(shm):
+            reg.release(st.st_size)
+            report.segments.append(shm)
+            report.bytes_freed += st.st_size

@@ -1,0 +1,59 @@
+"""Where a table's memory lives: buffer addresses against /proc/self/maps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class Mapping:
+    start: int
+    end: int
+    path: str
+
+
+def shm_mappings() -> list[Mapping]:
+    """This process's mappings of /dev/shm objects."""
+    out = []
+    with open("/proc/self/maps") as f:
+        for line in f:
+            parts = line.split(maxsplit=5)
+            if len(parts) == 6 and parts[5].startswith("/dev/shm/"):
+                lo, hi = parts[0].split("-")
+                out.append(Mapping(int(lo, 16), int(hi, 16), parts[5].strip()))
+    return out
+
+
+def table_buffers(table: pa.Table | pa.RecordBatch) -> list[pa.Buffer]:
+    """Every non-null buffer of every column chunk (children and dictionaries included)."""
+    bufs: list[pa.Buffer] = []
+
+    def visit(arr: pa.Array) -> None:
+        bufs.extend(b for b in arr.buffers() if b is not None and b.size > 0)
+        if isinstance(arr, pa.DictionaryArray):
+            visit(arr.dictionary)
+
+    columns = table.columns if isinstance(table, pa.Table) else [
+        pa.chunked_array([c]) for c in table.columns
+    ]
+    for col in columns:
+        for chunk in col.chunks:
+            visit(chunk)
+    return bufs
+
+
+def buffers_in_shm(table: pa.Table | pa.RecordBatch) -> tuple[int, int, set[str]]:
+    """(buffers inside a /dev/shm mapping, all buffers, the objects they lie in)."""
+    maps = shm_mappings()
+    bufs = table_buffers(table)
+    inside = 0
+    where: set[str] = set()
+    for b in bufs:
+        for m in maps:
+            if m.start <= b.address and b.address + b.size <= m.end:
+                inside += 1
+                where.add(m.path)
+                break
+    return inside, len(bufs), where

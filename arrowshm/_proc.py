@@ -1,0 +1,51 @@
+"""Process identity: a pid alone is reused, so owners are recorded as
+(pid, start time in clock ticks since boot) and checked against /proc."""
+
+from __future__ import annotations
+
+import os
+
+_cache: tuple[int, int] | None = None
+
+
+def start_ticks(pid: int) -> int:
+    """Start time of *pid* in clock ticks since boot, or 0 if it does not exist."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return 0
+    # the command name (field 2) may hold spaces and parentheses: split after the last ')'
+    fields = data[data.rindex(b")") + 2 :].split()
+    return int(fields[19])  # field 22 overall
+
+
+def identity() -> tuple[int, int]:
+    """(pid, start ticks) of this process; recomputed after a fork."""
+    global _cache
+    pid = os.getpid()
+    if _cache is None or _cache[0] != pid:
+        _cache = (pid, start_ticks(pid))
+    return _cache
+
+
+def is_alive(pid: int, start: int) -> bool:
+    """True if process *pid* exists and, when *start* is non-zero, started at *start*.
+
+    A zombie counts as dead: it can no longer touch shared memory.
+    """
+    if pid <= 0:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    except PermissionError:  # hidepid: assume alive rather than steal its lock
+        return True
+    tail = data[data.rindex(b")") + 2 :].split()
+    if tail[0] in (b"Z", b"X"):
+        return False
+    return start == 0 or int(tail[19]) == start

@@ -1,0 +1,560 @@
+"""The per-namespace registry: one shared segment mapping names to entries.
+
+Every process of a namespace maps the same registry (``/ash-<ns>-reg``);
+whoever comes first creates it. An entry is claimed with the registry's
+structure lock held, published through a crash-recoverable seqlock (see
+:mod:`arrowshm.kernels.seqlock`) with the entry's writer lock held, and read
+without any lock. ``list``, ``gc`` and the service read only this table.
+
+Locks hold a pid; the owner's start time sits beside it. A process that finds
+a lock held by a dead owner takes it over with a compare-and-swap and then
+completes (or rolls back) any seqlock write the dead owner left half done, so
+a SIGKILL at any moment costs the next writer at most one liveness check.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _layout as L
+from ._errors import (
+    CorruptSegmentError,
+    FormatVersionError,
+    NotFoundError,
+    QuotaExceededError,
+    RegistryFullError,
+    WaitTimeoutError,
+)
+from ._names import name_hash, registry_shm_name, segment_shm_name
+from ._proc import identity, is_alive
+from ._segment import Segment, object_stat, unlink
+from .kernels.atomics import atomic_cas, atomic_fetch_add, atomic_load, atomic_store
+from .kernels.futex import eventcount_notify, wait_until_greater
+from .kernels.seqlock import seqlock_recover, seqlock_try_read, seqlock_write
+from .kernels.registry import (
+    FULL,
+    NOT_FOUND,
+    QUOTA_EXCEEDED,
+    counter_release,
+    quota_reserve,
+    registry_find,
+    registry_find_free,
+)
+
+DEFAULT_CAPACITY = 4096
+_U64 = np.uint64
+_ENTRIES_WORD = L.REGISTRY_HEADER_BYTES // L.WORD
+_INIT_WAIT_S = 2.0
+_LOCK_TIMEOUT_S = 10.0
+_SEQLOCK_RETRIES = 1 << 14
+
+
+def registry_capacity() -> int:
+    """Entries of a newly created registry: ``ARROWSHM_REGISTRY_CAPACITY`` or 4096."""
+    raw = os.environ.get("ARROWSHM_REGISTRY_CAPACITY", "")
+    return int(raw) if raw.strip() else DEFAULT_CAPACITY
+
+
+@dataclass(frozen=True)
+class EntryView:
+    """A consistent snapshot of one registry entry."""
+
+    slot: int
+    generation: int
+    kind: int
+    name: str
+    record: npt.NDArray[np.uint64]
+
+    def field(self, index: int) -> int:
+        return int(self.record[index])
+
+    @property
+    def version(self) -> int:
+        return int(self.record[L.R_VERSION])
+
+    def history(self) -> list[int]:
+        """Segment ids of the retained versions, newest first."""
+        n = int(self.record[L.R_N_HISTORY])
+        return [int(x) for x in self.record[L.R_HISTORY : L.R_HISTORY + n]]
+
+
+def _encode_name(name: str) -> npt.NDArray[np.uint64]:
+    raw = name.encode()
+    padded = raw + b"\0" * (-len(raw) % 8)
+    return np.frombuffer(padded, dtype=np.uint64).copy()
+
+
+class Registry:
+    """The mapped registry of one namespace (one instance per namespace per process)."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self.shm_name = registry_shm_name(namespace)
+        self.segment = self._open_or_create()
+        self.words = self.segment.words
+        self.w32 = self.segment.w32
+        self.capacity = int(self.words[L.H_CAPACITY])
+        # threads of one process serialize on these before the cross-process lock words
+        self._thread_lock = threading.Lock()
+        self._entry_thread_locks: dict[int, threading.Lock] = {}
+        self._name_cache: dict[str, tuple[int, int]] = {}
+
+    # -- creation ---------------------------------------------------------------
+
+    def _open_or_create(self) -> Segment:
+        deadline = time.monotonic() + _INIT_WAIT_S
+        while True:
+            try:
+                seg = Segment.open(self.shm_name, writable=True)
+            except NotFoundError:
+                seg = None
+            if seg is None:
+                try:
+                    return self._create()
+                except FileExistsError:
+                    continue  # somebody else won the race: open theirs
+            magic = int(atomic_load(seg.words, L.H_MAGIC))
+            if magic == L.REGISTRY_MAGIC:
+                self._check_header(seg)
+                return seg
+            if magic != 0:
+                raise CorruptSegmentError(
+                    f"{self.shm_name} is not an arrowshm registry (bad magic); remove it with "
+                    f"`rm /dev/shm{self.shm_name}` if no arrowshm process uses it",
+                    shm_name=self.shm_name,
+                )
+            # still being initialized by its creator
+            init_pid = int(seg.words[L.H_INIT_PID])
+            if (init_pid and not is_alive(init_pid, 0)) or time.monotonic() > deadline:
+                unlink(self.shm_name)  # its creator died mid-init: start over
+                deadline = time.monotonic() + _INIT_WAIT_S
+            time.sleep(0.001)
+
+    def _create(self) -> Segment:
+        capacity = registry_capacity()
+        if capacity < 1 or capacity > 1 << 20:
+            from ._errors import InvalidArgumentError
+
+            raise InvalidArgumentError(
+                f"ARROWSHM_REGISTRY_CAPACITY={capacity} is out of range 1..1048576",
+                capacity=capacity,
+            )
+        seg = Segment.create(self.shm_name, L.registry_bytes(capacity))
+        w = seg.words
+        w[L.H_INIT_PID] = os.getpid()
+        w[L.H_FORMAT_VERSION] = L.FORMAT_VERSION
+        w[L.H_HEADER_BYTES] = L.REGISTRY_HEADER_BYTES
+        w[L.H_CAPACITY] = capacity
+        w[L.H_ENTRY_BYTES] = L.ENTRY_BYTES
+        w[L.H_CREATED_NS] = time.time_ns()
+        w[L.H_NEXT_SEGMENT_ID] = 1
+        atomic_store(w, L.H_MAGIC, _U64(L.REGISTRY_MAGIC))  # release: header complete
+        return seg
+
+    def _check_header(self, seg: Segment) -> None:
+        w = seg.words
+        version = int(w[L.H_FORMAT_VERSION])
+        if version != L.FORMAT_VERSION:
+            raise FormatVersionError(
+                f"registry {self.shm_name} has format version {version}, this arrowshm reads "
+                f"{L.FORMAT_VERSION}: stop the processes of the other arrowshm version or use "
+                "another ARROWSHM_NAMESPACE",
+                found=version,
+                expected=L.FORMAT_VERSION,
+            )
+        capacity = int(w[L.H_CAPACITY])
+        if (
+            int(w[L.H_ENTRY_BYTES]) != L.ENTRY_BYTES
+            or int(w[L.H_HEADER_BYTES]) != L.REGISTRY_HEADER_BYTES
+            or seg.size < L.registry_bytes(capacity)
+        ):
+            raise CorruptSegmentError(
+                f"registry {self.shm_name} has an impossible header (capacity {capacity}, "
+                f"size {seg.size}); remove it if no arrowshm process uses it",
+                shm_name=self.shm_name,
+            )
+
+    # -- addressing --------------------------------------------------------------
+
+    def ew(self, slot: int, field: int) -> int:
+        """Absolute word index of *field* of entry *slot*."""
+        return _ENTRIES_WORD + slot * L.ENTRY_WORDS + field
+
+    def new_segment_id(self) -> int:
+        return int(atomic_fetch_add(self.words, L.H_NEXT_SEGMENT_ID, _U64(1)))
+
+    def segment_name(self, segment_id: int) -> str:
+        return segment_shm_name(self.namespace, segment_id)
+
+    # -- lookup and reading -------------------------------------------------------
+
+    def lookup(self, name: str) -> tuple[int, int] | None:
+        """(slot, generation) of the LIVE entry *name*, or None."""
+        key = _encode_name(name)
+        out = np.zeros(1, dtype=np.uint64)
+        slot = registry_find(
+            self.words, _ENTRIES_WORD, L.ENTRY_WORDS, self.capacity, L.E_STATE,
+            L.E_GENERATION, L.E_NAME_HASH, L.E_NAME_LEN, L.E_NAME,
+            _U64(name_hash(name)), key, len(name.encode()), out,
+        )  # fmt: skip
+        if slot == NOT_FOUND:
+            return None
+        return int(slot), int(out[0])
+
+    def cached_lookup(self, name: str) -> tuple[int, int] | None:
+        """:meth:`lookup` through a per-process cache; callers re-validate the
+        generation when they read the entry (:meth:`read_record`)."""
+        hit = self._name_cache.get(name)
+        if hit is not None:
+            return hit
+        found = self.lookup(name)
+        if found is not None:
+            self._name_cache[name] = found
+        return found
+
+    def forget(self, name: str) -> None:
+        self._name_cache.pop(name, None)
+
+    def read_record(self, slot: int, generation: int) -> npt.NDArray[np.uint64] | None:
+        """The entry's record, or None when the slot no longer holds that generation
+        of a LIVE entry (deleted, or reused for another name)."""
+        out = np.empty(L.RECORD_WORDS, dtype=np.uint64)
+        base = self.ew(slot, L.E_SEQLOCK)
+        while True:
+            seq = seqlock_try_read(self.words, base, out, _SEQLOCK_RETRIES)
+            if seq >= 0:
+                break
+            self._recover_stalled(slot)
+        if (
+            int(atomic_load(self.words, self.ew(slot, L.E_STATE))) != L.STATE_LIVE
+            or int(atomic_load(self.words, self.ew(slot, L.E_GENERATION))) != generation
+        ):
+            return None
+        return out
+
+    def _recover_stalled(self, slot: int) -> None:
+        """A seqlock stayed odd: if its writer died, take its lock and recover."""
+        lock_idx = self.ew(slot, L.E_LOCK)
+        owner = int(atomic_load(self.words, lock_idx))
+        start = int(atomic_load(self.words, self.ew(slot, L.E_LOCK_START)))
+        if owner and not is_alive(owner, start):
+            with self.entry_lock(slot):
+                pass  # taking the lock over runs the recovery
+        else:
+            time.sleep(0)
+
+    def read_name(self, slot: int) -> str:
+        n = int(self.words[self.ew(slot, L.E_NAME_LEN)])
+        n = min(n, L.NAME_WORDS * 8)
+        start = self.ew(slot, L.E_NAME)
+        raw = self.words[start : start + L.NAME_WORDS].tobytes()[:n]
+        return raw.decode(errors="replace")
+
+    def snapshot(self, slot: int) -> EntryView | None:
+        """A consistent view of entry *slot*, or None if it is not LIVE."""
+        for _ in range(100):
+            gen = int(atomic_load(self.words, self.ew(slot, L.E_GENERATION)))
+            if int(atomic_load(self.words, self.ew(slot, L.E_STATE))) != L.STATE_LIVE:
+                return None
+            name = self.read_name(slot)
+            kind = int(self.words[self.ew(slot, L.E_KIND)])
+            record = self.read_record(slot, gen)
+            if record is None:
+                return None
+            if int(atomic_load(self.words, self.ew(slot, L.E_GENERATION))) == gen:
+                return EntryView(slot, gen, kind, name, record)
+        return None
+
+    def entries(self) -> Iterator[EntryView]:
+        """Snapshots of every LIVE entry (each consistent; the set is not atomic)."""
+        states = self.words[_ENTRIES_WORD + L.E_STATE :: L.ENTRY_WORDS][: self.capacity]
+        for slot in np.flatnonzero(states == L.STATE_LIVE):
+            view = self.snapshot(int(slot))
+            if view is not None:
+                yield view
+
+    def get_entry(self, name: str) -> EntryView:
+        """Snapshot of *name*'s entry.
+
+        Raises
+        ------
+        NotFoundError
+            When no LIVE entry has that name.
+        """
+        for _ in range(100):
+            found = self.cached_lookup(name)
+            if found is None:
+                break
+            slot, gen = found
+            record = self.read_record(slot, gen)
+            if record is None:
+                self.forget(name)
+                continue
+            kind = int(self.words[self.ew(slot, L.E_KIND)])
+            return EntryView(slot, gen, kind, name, record)
+        raise NotFoundError(
+            f"{name!r} does not exist in namespace {self.namespace!r}; "
+            "`arrowshm ls` lists what does",
+            name=name,
+            namespace=self.namespace,
+        )
+
+    # -- locks ---------------------------------------------------------------------
+
+    def _take(self, lock_idx: int, start_idx: int, what: str, timeout: float) -> bool:
+        """Take a pid lock word; returns True if it was taken over from a dead owner."""
+        pid, start = identity()
+        deadline = time.monotonic() + timeout
+        spins = 0
+        while True:
+            old = int(atomic_cas(self.words, lock_idx, _U64(0), _U64(pid)))
+            if old == 0:
+                atomic_store(self.words, start_idx, _U64(start))
+                return False
+            owner_start = int(atomic_load(self.words, start_idx))
+            if old != pid and not is_alive(old, owner_start):
+                if int(atomic_cas(self.words, lock_idx, _U64(old), _U64(pid))) == old:
+                    atomic_store(self.words, start_idx, _U64(start))
+                    return True
+                continue
+            if old == pid and owner_start == start:
+                # our own pid holds it, but threads serialize on a threading.Lock first:
+                # only a forked child inheriting a held lock can get here
+                atomic_store(self.words, lock_idx, _U64(0))
+                continue
+            spins += 1
+            if time.monotonic() > deadline:
+                raise WaitTimeoutError(
+                    f"{what} of namespace {self.namespace!r} is held by live process {old} "
+                    f"for over {timeout:.0f} s; if that process is stuck, kill it",
+                    pid=old,
+                )
+            time.sleep(0 if spins < 100 else 0.0005)
+
+    def _give(self, lock_idx: int, start_idx: int) -> None:
+        atomic_store(self.words, start_idx, _U64(0))
+        atomic_store(self.words, lock_idx, _U64(0))
+
+    @contextmanager
+    def struct_lock(self, timeout: float = _LOCK_TIMEOUT_S) -> Iterator[None]:
+        """Serialize changes to the set of names (claims and deletes)."""
+        with self._thread_lock:
+            self._take(L.H_STRUCT_LOCK, L.H_STRUCT_LOCK_START, "the registry lock", timeout)
+            try:
+                yield
+            finally:
+                self._give(L.H_STRUCT_LOCK, L.H_STRUCT_LOCK_START)
+
+    @contextmanager
+    def entry_lock(self, slot: int, timeout: float = _LOCK_TIMEOUT_S) -> Iterator[None]:
+        """Hold entry *slot*'s writer lock; completes a dead writer's half-done publish."""
+        tl = self._entry_thread_locks.setdefault(slot, threading.Lock())
+        with tl:
+            took_over = self._take(
+                self.ew(slot, L.E_LOCK), self.ew(slot, L.E_LOCK_START),
+                f"the writer lock of entry {slot}", timeout,
+            )  # fmt: skip
+            try:
+                if took_over:
+                    seqlock_recover(self.words, self.ew(slot, L.E_SEQLOCK), L.RECORD_WORDS)
+                atomic_store(self.words, self.ew(slot, L.E_LOCK_NS), _U64(time.monotonic_ns()))
+                yield
+            finally:
+                self._give(self.ew(slot, L.E_LOCK), self.ew(slot, L.E_LOCK_START))
+
+    # -- writing -------------------------------------------------------------------
+
+    def claim(self, name: str, kind: int) -> tuple[int, int]:
+        """(slot, generation) of *name*, claiming a free entry if it does not exist.
+
+        Raises
+        ------
+        RegistryFullError
+            When the registry has no free entry.
+        """
+        found = self.lookup(name)
+        if found is not None:
+            return found
+        h = name_hash(name)
+        key = _encode_name(name)
+        with self.struct_lock():
+            found = self.lookup(name)
+            if found is not None:
+                return found
+            slot = registry_find_free(
+                self.words, _ENTRIES_WORD, L.ENTRY_WORDS, self.capacity, L.E_STATE, _U64(h)
+            )
+            if slot == FULL:
+                raise RegistryFullError(
+                    f"the registry of namespace {self.namespace!r} is full ({self.capacity} "
+                    "entries): delete unused datasets or streams (`arrowshm rm`), or recreate "
+                    "the namespace with a larger ARROWSHM_REGISTRY_CAPACITY",
+                    capacity=self.capacity,
+                )
+            slot = int(slot)
+            w = self.words
+            with self.entry_lock(slot):
+                gen = int(w[self.ew(slot, L.E_GENERATION)]) + 1
+                atomic_store(w, self.ew(slot, L.E_STATE), _U64(L.STATE_CLAIMED))
+                atomic_store(w, self.ew(slot, L.E_GENERATION), _U64(gen))
+                name_at = self.ew(slot, L.E_NAME)
+                w[name_at : name_at + L.NAME_WORDS] = 0
+                w[name_at : name_at + len(key)] = key
+                w[self.ew(slot, L.E_NAME_LEN)] = len(name.encode())
+                w[self.ew(slot, L.E_KIND)] = kind
+                w[self.ew(slot, L.E_NAME_HASH)] = h
+                seqlock_write(w, self.ew(slot, L.E_SEQLOCK), np.zeros(L.RECORD_WORDS, _U64))
+                atomic_store(w, self.ew(slot, L.E_GENERATION), _U64(gen))  # release: name set
+                atomic_store(w, self.ew(slot, L.E_STATE), _U64(L.STATE_LIVE))
+            atomic_fetch_add(w, L.H_LIVE_ENTRIES, _U64(1))
+        return slot, gen
+
+    def write_record(self, slot: int, record: npt.NDArray[np.uint64]) -> None:
+        """Publish *record* for entry *slot* (caller holds the entry lock)."""
+        seqlock_write(self.words, self.ew(slot, L.E_SEQLOCK), record)
+
+    def remove(self, slot: int, generation: int) -> EntryView | None:
+        """Mark entry *slot* DELETED if it still holds *generation*; returns the
+        last snapshot (whose segments the caller unlinks) or None."""
+        with self.struct_lock(), self.entry_lock(slot):
+            view = self.snapshot(slot)
+            if view is None or view.generation != generation:
+                return None
+            atomic_store(self.words, self.ew(slot, L.E_STATE), _U64(L.STATE_DELETED))
+            self.words[self.ew(slot, L.E_LOCK_NS)] = 0
+        self._name_cache.pop(view.name, None)
+        atomic_fetch_add(self.words, L.H_STAT_DELETES, _U64(1))
+        self._dec(L.H_LIVE_ENTRIES, 1)
+        self.notify_entry(slot)
+        return view
+
+    # -- quota and counters -----------------------------------------------------------
+
+    def reserve(self, nbytes: int) -> None:
+        """Account *nbytes* against the namespace quota.
+
+        Raises
+        ------
+        QuotaExceededError
+            When the quota would be exceeded; nothing is reserved.
+        """
+        if quota_reserve(self.words, L.H_BYTES_USED, L.H_QUOTA_BYTES, _U64(nbytes)) == (
+            QUOTA_EXCEEDED
+        ):
+            limit = int(self.words[L.H_QUOTA_BYTES])
+            used = int(self.words[L.H_BYTES_USED])
+            raise QuotaExceededError(
+                f"writing {nbytes:,} bytes would take namespace {self.namespace!r} past its "
+                f"quota of {limit:,} bytes ({used:,} in use): delete datasets, lower "
+                "retention, or raise the quota (PUT /v1/quota)",
+                limit=limit,
+                used=used,
+                requested=nbytes,
+            )
+
+    def release(self, nbytes: int) -> None:
+        counter_release(self.words, L.H_BYTES_USED, _U64(nbytes))
+
+    def _dec(self, idx: int, n: int) -> None:
+        counter_release(self.words, idx, _U64(n))
+
+    def count(self, idx: int, n: int = 1) -> None:
+        atomic_fetch_add(self.words, idx, _U64(n))
+
+    @property
+    def quota(self) -> int | None:
+        q = int(atomic_load(self.words, L.H_QUOTA_BYTES))
+        return q or None
+
+    def set_quota(self, max_bytes: int | None) -> None:
+        atomic_store(self.words, L.H_QUOTA_BYTES, _U64(max_bytes or 0))
+
+    @property
+    def bytes_used(self) -> int:
+        return int(atomic_load(self.words, L.H_BYTES_USED))
+
+    # -- events ------------------------------------------------------------------------
+
+    def notify_entry(self, slot: int) -> None:
+        """Wake processes waiting on entry *slot* and on the namespace's event count."""
+        w = self.words
+        eventcount_notify(
+            w, self.ew(slot, L.E_NOTIFY_WAITERS), self.w32, 2 * self.ew(slot, L.E_NOTIFY_FUTEX)
+        )
+        atomic_fetch_add(w, L.H_EVENT_SEQ, _U64(1))
+        eventcount_notify(w, L.H_EVENT_WAITERS, self.w32, 2 * L.H_EVENT_FUTEX)
+
+    def wait_version(self, slot: int, after: int, timeout_s: float) -> int:
+        """Block until entry *slot*'s version exceeds *after* (value) or the
+        timeout passes (-110). Spins briefly, then futex-waits."""
+        return int(
+            wait_until_greater(
+                self.words, self.ew(slot, L.E_RECORD + L.R_VERSION), _U64(after), self.w32,
+                2 * self.ew(slot, L.E_NOTIFY_FUTEX), self.ew(slot, L.E_NOTIFY_WAITERS),
+                2000, int(timeout_s * 1e9),
+            )
+        )  # fmt: skip
+
+    def event_seq(self) -> int:
+        return int(atomic_load(self.words, L.H_EVENT_SEQ))
+
+    def wait_event(self, after: int, timeout_s: float) -> int:
+        """Block until the namespace's event count exceeds *after*, or -110."""
+        return int(
+            wait_until_greater(
+                self.words, L.H_EVENT_SEQ, _U64(after), self.w32, 2 * L.H_EVENT_FUTEX,
+                L.H_EVENT_WAITERS, 2000, int(timeout_s * 1e9),
+            )
+        )  # fmt: skip
+
+    # -- segments ------------------------------------------------------------------------
+
+    def referenced_segments(self) -> set[int]:
+        """Segment ids that some LIVE entry references (current and retained)."""
+        refs: set[int] = set()
+        for view in self.entries():
+            refs.update(view.history())
+            sid = view.field(L.R_SEGMENT_ID)
+            if sid:
+                refs.add(sid)
+        return refs
+
+    def unlink_segment(self, segment_id: int) -> int:
+        """Unlink a segment this namespace no longer references and release its
+        bytes from the quota; returns the bytes freed (0 if it was gone)."""
+        name = self.segment_name(segment_id)
+        st = object_stat(name)
+        if st is None or not unlink(name):
+            return 0
+        self.release(st.st_size)
+        return int(st.st_size)
+
+
+_registries: dict[str, Registry] = {}
+_registries_lock = threading.Lock()
+
+
+def get_registry(namespace: str) -> Registry:
+    """The registry of *namespace*, mapped once per process."""
+    reg = _registries.get(namespace)
+    if reg is None:
+        with _registries_lock:
+            reg = _registries.get(namespace)
+            if reg is None:
+                reg = Registry(namespace)
+                _registries[namespace] = reg
+    return reg
+
+
+def forget_registry(namespace: str) -> None:
+    """Drop this process's mapping handle of *namespace*'s registry (tests, after unlinking)."""
+    with _registries_lock:
+        _registries.pop(namespace, None)

@@ -1,0 +1,183 @@
+"""POSIX shared-memory segments: create (sized with ``posix_fallocate`` so a full
+/dev/shm is an error, not a SIGBUS), open, map, unlink.
+
+A :class:`Segment` owns one ``mmap``; numpy views of it (``words``, ``w32``)
+are what the kernels operate on. The mapping is never closed explicitly: it is
+unmapped when the last object referencing it (a view, an Arrow buffer) dies,
+so no buffer handed to a user can be unmapped under it.
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import stat
+
+import numpy as np
+import numpy.typing as npt
+import posix_ipc
+
+from ._errors import AccessDeniedError, NotFoundError, ShmFullError
+
+SHM_DIR = "/dev/shm"
+
+_SHM_FULL_HINT = (
+    "free space in /dev/shm (run `arrowshm gc`, delete datasets), or give the container "
+    "more shared memory (docker run --shm-size=2g …)"
+)
+
+
+class Segment:
+    """One mapped shared-memory object.
+
+    Attributes
+    ----------
+    name : str
+        The POSIX name, with its leading ``/``.
+    size : int
+        Mapped size in bytes.
+    mm : mmap.mmap
+        The mapping.
+    words : numpy.ndarray
+        ``uint64`` view of the whole mapping (for the kernels).
+    w32 : numpy.ndarray
+        ``uint32`` view of the same bytes (futex words).
+    address : int
+        Address of the first byte of the mapping in this process.
+    """
+
+    __slots__ = ("address", "mm", "name", "owner_uid", "size", "w32", "words", "writable")
+
+    def __init__(self, name: str, mm: mmap.mmap, size: int, writable: bool, owner_uid: int):
+        self.name = name
+        self.mm = mm
+        self.size = size
+        self.writable = writable
+        self.owner_uid = owner_uid
+        buf = np.frombuffer(mm, dtype=np.uint8)
+        self.address = int(buf.ctypes.data)
+        self.words: npt.NDArray[np.uint64] = buf[: size - size % 8].view(np.uint64)
+        self.w32: npt.NDArray[np.uint32] = buf[: size - size % 4].view(np.uint32)
+
+    @classmethod
+    def create(cls, name: str, size: int, *, mode: int = 0o600) -> Segment:
+        """Create, size and map a new segment; nothing is left behind on failure.
+
+        Raises
+        ------
+        FileExistsError
+            When *name* already exists (callers pick fresh names).
+        ShmFullError
+            When /dev/shm cannot hold *size* bytes.
+        """
+        try:
+            shm = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode=mode)
+        except posix_ipc.ExistentialError as exc:
+            raise FileExistsError(errno.EEXIST, f"shared memory {name} exists") from exc
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise ShmFullError(f"cannot create {name}: /dev/shm is full; " + _SHM_FULL_HINT,
+                                   requested=size) from exc
+            raise
+        fd = shm.fd
+        try:
+            os.fchmod(fd, mode)  # shm_open applies the umask; the mode asked for is the mode
+            try:
+                os.posix_fallocate(fd, 0, size)
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.ENOMEM, errno.EFBIG):
+                    free = _shm_free_bytes()
+                    raise ShmFullError(
+                        f"/dev/shm has no room for {size:,} bytes ({free:,} free): "
+                        + _SHM_FULL_HINT,
+                        requested=size,
+                        available=free,
+                    ) from exc
+                raise
+            mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        except BaseException:
+            _unlink_quietly(name)
+            shm.close_fd()
+            raise
+        shm.close_fd()
+        return cls(name, mm, size, True, os.getuid())
+
+    @classmethod
+    def open(cls, name: str, *, writable: bool = False) -> Segment:
+        """Map an existing segment (read-only unless *writable*).
+
+        Raises
+        ------
+        NotFoundError
+            When no segment has that name (e.g. it was just unlinked).
+        AccessDeniedError
+            When it belongs to another user who did not share it.
+        """
+        try:
+            shm = posix_ipc.SharedMemory(name, 0, read_only=not writable)
+        except posix_ipc.ExistentialError as exc:
+            raise NotFoundError(f"shared memory {name} does not exist", shm_name=name) from exc
+        except posix_ipc.PermissionsError as exc:
+            raise AccessDeniedError(
+                f"shared memory {name} belongs to another user and is not shared with you; "
+                "ask its owner to publish it with group access, or run as that user",
+                shm_name=name,
+            ) from exc
+        try:
+            st = os.fstat(shm.fd)
+            size = st.st_size
+            if size == 0:
+                raise NotFoundError(f"shared memory {name} is empty (being created)",
+                                    shm_name=name)
+            prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+            mm = mmap.mmap(shm.fd, size, mmap.MAP_SHARED, prot)
+        finally:
+            shm.close_fd()
+        return cls(name, mm, size, writable, st.st_uid)
+
+    def __repr__(self) -> str:
+        return f"Segment({self.name!r}, size={self.size})"
+
+
+def unlink(name: str) -> bool:
+    """Unlink *name*; False if it did not exist. Existing mappings stay valid."""
+    try:
+        posix_ipc.unlink_shared_memory(name)
+    except posix_ipc.ExistentialError:
+        return False
+    return True
+
+
+def _unlink_quietly(name: str) -> None:
+    try:
+        posix_ipc.unlink_shared_memory(name)
+    except posix_ipc.Error:
+        pass
+
+
+def list_names(prefix: str) -> list[str]:
+    """Names (with a leading ``/``) of the shared-memory objects starting with *prefix*."""
+    bare = prefix.lstrip("/")
+    try:
+        entries = os.listdir(SHM_DIR)
+    except FileNotFoundError:
+        return []
+    return sorted("/" + e for e in entries if e.startswith(bare))
+
+
+def object_stat(name: str) -> os.stat_result | None:
+    """``stat`` of a shared-memory object, or None if it is gone."""
+    try:
+        st = os.stat(os.path.join(SHM_DIR, name.lstrip("/")))
+    except FileNotFoundError:
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None
+
+
+def _shm_free_bytes() -> int:
+    try:
+        s = os.statvfs(SHM_DIR)
+    except OSError:
+        return 0
+    return s.f_bavail * s.f_frsize

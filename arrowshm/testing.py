@@ -1,0 +1,124 @@
+"""Helpers for users' own tests: isolated namespaces that leave nothing behind.
+
+>>> from arrowshm.testing import isolated_namespace
+>>> with isolated_namespace() as ns:
+...     ...  # arrowshm calls here use namespace `ns`; its objects are removed after
+
+A pytest fixture in a ``conftest.py``::
+
+    @pytest.fixture(autouse=True)
+    def _arrowshm_ns():
+        with isolated_namespace(check_leaks=True) as ns:
+            yield ns
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ._names import SHM_PREFIX, registry_shm_name, validate_namespace
+from ._registry import forget_registry
+from ._segment import list_names, unlink
+
+__all__ = [
+    "cleanup_namespace",
+    "data_objects",
+    "delete_all",
+    "isolated_namespace",
+    "namespace_objects",
+    "unique_namespace",
+]
+
+
+def unique_namespace(prefix: str = "t") -> str:
+    """A fresh namespace name (``prefix`` + random base-16 digits, 12 characters)."""
+    return validate_namespace((prefix + secrets.token_hex(6))[:12])
+
+
+def namespace_objects(namespace: str) -> list[str]:
+    """Every shared-memory object of *namespace* currently in /dev/shm."""
+    return list_names(f"{SHM_PREFIX}{namespace}-")
+
+
+def data_objects(namespace: str) -> list[str]:
+    """Objects of *namespace* other than its registry."""
+    reg = registry_shm_name(namespace)
+    return [n for n in namespace_objects(namespace) if n != reg]
+
+
+def delete_all(namespace: str) -> list[str]:
+    """Delete every live dataset and stream of *namespace* through the public API."""
+    from ._dataset import delete
+    from ._registry import get_registry
+
+    if registry_shm_name(namespace) not in namespace_objects(namespace):
+        return []
+    reg = get_registry(namespace)
+    names = [view.name for view in reg.entries()]
+    saved = os.environ.get("ARROWSHM_NAMESPACE")
+    os.environ["ARROWSHM_NAMESPACE"] = namespace
+    try:
+        for name in names:
+            try:
+                delete(name)
+            except KeyError:
+                pass
+    finally:
+        if saved is None:
+            os.environ.pop("ARROWSHM_NAMESPACE", None)
+        else:
+            os.environ["ARROWSHM_NAMESPACE"] = saved
+    return names
+
+
+def cleanup_namespace(namespace: str) -> list[str]:
+    """Unlink every object of *namespace* (registry included); returns their names."""
+    names = namespace_objects(namespace)
+    for name in names:
+        unlink(name)
+    forget_registry(namespace)
+    from ._dataset import clear_cache
+
+    clear_cache()
+    return names
+
+
+class LeakError(AssertionError):
+    """Raised by :func:`isolated_namespace` when objects outlive the block."""
+
+
+@contextmanager
+def isolated_namespace(
+    namespace: str | None = None, *, check_leaks: bool = False
+) -> Iterator[str]:
+    """Run a block with ``ARROWSHM_NAMESPACE`` set to a fresh namespace.
+
+    On exit every object of the namespace is unlinked. With *check_leaks*,
+    objects other than the registry that are still there when the block ends
+    (after ``gc`` has had a chance to reclaim dead processes' leftovers, which
+    the block must call itself) raise :class:`LeakError`.
+
+    Raises
+    ------
+    LeakError
+        With *check_leaks*, when data segments remain after the block.
+    """
+    ns = validate_namespace(namespace) if namespace else unique_namespace()
+    saved = os.environ.get("ARROWSHM_NAMESPACE")
+    os.environ["ARROWSHM_NAMESPACE"] = ns
+    leaked: list[str] = []
+    try:
+        yield ns
+    finally:
+        if saved is None:
+            os.environ.pop("ARROWSHM_NAMESPACE", None)
+        else:
+            os.environ["ARROWSHM_NAMESPACE"] = saved
+        if check_leaks:
+            leaked = data_objects(ns)
+        cleanup_namespace(ns)
+    if leaked:
+        raise LeakError(f"namespace {ns!r} leaked shared-memory objects: {leaked}")

@@ -1,0 +1,1 @@
+"""Control plane for arrowshm (issue 4): FastAPI app, reaper, metrics."""

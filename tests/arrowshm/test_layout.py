@@ -1,0 +1,81 @@
+"""Every offset of docs/FORMAT.md, asserted like a #[repr(C)] struct."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from arrowshm import _layout as L
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "FORMAT.md"
+
+
+def test_magic_and_version() -> None:
+    assert L.FORMAT_VERSION == 1
+    assert L.REGISTRY_MAGIC.to_bytes(8, "little") == b"ASHREG\x00\x01"
+    assert L.SEGMENT_MAGIC.to_bytes(8, "little") == b"ASHSEG\x00\x01"
+    assert "format version 1" in DOC.read_text()
+
+
+def test_registry_header_offsets() -> None:
+    expected = {
+        "H_MAGIC": 0, "H_FORMAT_VERSION": 8, "H_HEADER_BYTES": 16, "H_CAPACITY": 24,
+        "H_ENTRY_BYTES": 32, "H_CREATED_NS": 40, "H_INIT_PID": 48, "H_STRUCT_LOCK": 64,
+        "H_STRUCT_LOCK_START": 72, "H_NEXT_SEGMENT_ID": 128, "H_BYTES_USED": 192,
+        "H_QUOTA_BYTES": 200, "H_EVENT_SEQ": 256, "H_EVENT_WAITERS": 264,
+        "H_EVENT_FUTEX": 272, "H_STAT_PUTS": 320, "H_STAT_DELETES": 328,
+        "H_STAT_REAPED": 336, "H_LIVE_ENTRIES": 344,
+    }  # fmt: skip
+    for name, offset in expected.items():
+        assert getattr(L, name) * 8 == offset, name
+    assert L.REGISTRY_HEADER_BYTES == 4096
+    # hot words do not share cache lines
+    lines = {L.H_STRUCT_LOCK * 8 // 64, L.H_NEXT_SEGMENT_ID * 8 // 64,
+             L.H_BYTES_USED * 8 // 64, L.H_EVENT_SEQ * 8 // 64}
+    assert len(lines) == 4
+
+
+def test_registry_entry_offsets() -> None:
+    expected = {
+        "E_STATE": 0, "E_GENERATION": 8, "E_NAME_HASH": 16, "E_KIND": 24, "E_NAME_LEN": 32,
+        "E_LOCK": 64, "E_LOCK_START": 72, "E_LOCK_NS": 80, "E_NOTIFY_FUTEX": 88,
+        "E_NOTIFY_WAITERS": 96, "E_NAME": 128, "E_SEQLOCK": 336, "E_RECORD": 352,
+        "E_STAGED": 672,
+    }  # fmt: skip
+    for name, offset in expected.items():
+        assert getattr(L, name) * 8 == offset, name
+    assert L.ENTRY_BYTES == 1024 and L.ENTRY_WORDS == 128
+    assert L.NAME_WORDS * 8 >= 200 and L.E_NAME + L.NAME_WORDS <= L.E_SEQLOCK
+    assert L.E_STAGED + L.RECORD_WORDS <= L.ENTRY_WORDS
+    assert L.R_HISTORY + L.MAX_RETAIN <= L.RECORD_WORDS
+    assert L.entry_word(2, L.E_LOCK) == 4096 // 8 + 2 * 128 + 8
+
+
+def test_record_words() -> None:
+    names = ["R_VERSION", "R_SEGMENT_ID", "R_SEGMENT_BYTES", "R_DATA_BYTES", "R_NUM_ROWS",
+             "R_SCHEMA_FP", "R_CREATED_NS", "R_UPDATED_NS", "R_TTL_NS", "R_RETAIN",
+             "R_OWNER_PID", "R_OWNER_START", "R_FLAGS", "R_TOTAL_BYTES", "R_N_HISTORY"]
+    for word, name in enumerate(names):
+        assert getattr(L, name) == word, name
+    assert L.R_HISTORY == 16 and L.MAX_RETAIN == 16
+
+
+def test_segment_header_offsets() -> None:
+    names = ["S_MAGIC", "S_FORMAT_VERSION", "S_KIND", "S_STATE", "S_CREATOR_PID",
+             "S_CREATOR_START", "S_CREATED_NS", "S_SEGMENT_BYTES", "S_DATA_OFFSET",
+             "S_DATA_BYTES", "S_NAME_HASH", "S_VERSION", "S_NUM_ROWS", "S_SCHEMA_FP",
+             "S_GENERATION"]
+    for word, name in enumerate(names):
+        assert getattr(L, name) * 8 == word * 8, name
+    assert L.SEGMENT_HEADER_BYTES == 4096
+
+
+def test_the_document_lists_the_same_offsets() -> None:
+    text = DOC.read_text()
+    section = text.split("### Entry")[1].split("###")[0]
+    rows = dict(re.findall(r"\|\s*(\d+)\s*\|\s*(\w+)\s*\|", section))
+    assert rows["336"] == "seq" and rows["352"] == "record" and rows["672"] == "staged"
+    assert rows["64"] == "lock" and rows["128"] == "name"
+    header = text.split("### Header")[1].split("###")[0]
+    hrows = dict(re.findall(r"\|\s*(\d+)\s*\|\s*(\w+)\s*\|", header))
+    assert hrows["192"] == "bytes_used" and hrows["256"] == "event_seq"
