@@ -299,7 +299,7 @@ def put(name: str, data: Any, *, retain: int = 1, ttl: float | None = None) -> D
     seg_id = reg.new_segment_id()
     seg_name = reg.segment_name(seg_id)
     try:
-        seg = Segment.create(seg_name, seg_bytes)
+        seg = Segment.create(seg_name, seg_bytes, populate=True)
     except BaseException:
         reg.release(seg_bytes)
         raise

@@ -38,7 +38,12 @@ from ._proc import identity, is_alive
 from ._segment import Segment, object_stat, unlink
 from .kernels.atomics import atomic_cas, atomic_fetch_add, atomic_load, atomic_store
 from .kernels.futex import eventcount_notify, wait_until_greater
-from .kernels.seqlock import seqlock_recover, seqlock_try_read, seqlock_write
+from .kernels.seqlock import (
+    SEQLOCK_EBUSY,
+    seqlock_recover,
+    seqlock_try_read,
+    seqlock_write,
+)
 from .kernels.registry import (
     FULL,
     NOT_FOUND,
@@ -232,6 +237,11 @@ class Registry:
             seq = seqlock_try_read(self.words, base, out, _SEQLOCK_RETRIES)
             if seq >= 0:
                 break
+            if seq != SEQLOCK_EBUSY:
+                raise CorruptSegmentError(
+                    f"registry {self.shm_name} entry {slot} is out of bounds ({seq})",
+                    shm_name=self.shm_name,
+                )
             self._recover_stalled(slot)
         if (
             int(atomic_load(self.words, self.ew(slot, L.E_STATE))) != L.STATE_LIVE
@@ -419,7 +429,13 @@ class Registry:
 
     def write_record(self, slot: int, record: npt.NDArray[np.uint64]) -> None:
         """Publish *record* for entry *slot* (caller holds the entry lock)."""
-        seqlock_write(self.words, self.ew(slot, L.E_SEQLOCK), record)
+        status = seqlock_write(self.words, self.ew(slot, L.E_SEQLOCK), record)
+        if status < 0:  # EINVAL (layout) or EOWNERDEAD (an unrecovered dead writer): a bug
+            raise CorruptSegmentError(
+                f"registry {self.shm_name} entry {slot}: seqlock write failed ({status})",
+                shm_name=self.shm_name,
+                status=status,
+            )
 
     def remove(self, slot: int, generation: int) -> EntryView | None:
         """Mark entry *slot* DELETED if it still holds *generation*; returns the

@@ -1,0 +1,1 @@
+"""arrowshm benchmarks (never collected by pytest). Run ``python -m bench``."""
