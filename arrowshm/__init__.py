@@ -13,6 +13,8 @@ leaves behind is reclaimed by ``gc``.
 """
 
 
+import contextlib
+
 from ._dataset import (
     DatasetInfo,
     Ref,
@@ -77,8 +79,6 @@ __all__ = [
 for _name in __all__:
     _obj = globals()[_name]
     if getattr(_obj, "__module__", "").startswith("arrowshm._"):
-        try:
+        with contextlib.suppress(AttributeError, TypeError):
             _obj.__module__ = "arrowshm"
-        except (AttributeError, TypeError):
-            pass
 del _name, _obj

@@ -3,6 +3,7 @@ zero-copy, and both report timings."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import time
@@ -68,9 +69,9 @@ def _consumer(name: str, namespace: str, q: Any) -> None:
 
 def run_demo(size_mb: int = 100) -> int:
     """Run the two-process demo; returns a process exit code."""
-    from ._names import current_namespace
     from ._dataset import delete
     from ._errors import NotFoundError
+    from ._names import current_namespace
 
     namespace = current_namespace()
     name = f"{_NAME}-{os.getpid()}"
@@ -92,10 +93,8 @@ def run_demo(size_mb: int = 100) -> int:
         for p in (producer, consumer):
             if p.is_alive():
                 p.kill()
-        try:
+        with contextlib.suppress(NotFoundError):
             delete(name)
-        except NotFoundError:
-            pass
     _, version, rows, nbytes, put_s, memcpy_s, sum_p = results["put"]
     _, _, rows_c, first_s, rep_s, inside, total, where, sum_c, scan_s = results["get"]
     print(f"producer (pid {producer.pid}): put v{version}, {rows:,} rows, {nbytes / 1e6:.1f} MB "

@@ -38,12 +38,6 @@ from ._proc import identity, is_alive
 from ._segment import Segment, object_stat, unlink
 from .kernels.atomics import atomic_cas, atomic_fetch_add, atomic_load, atomic_store
 from .kernels.futex import eventcount_notify, wait_until_greater
-from .kernels.seqlock import (
-    SEQLOCK_EBUSY,
-    seqlock_recover,
-    seqlock_try_read,
-    seqlock_write,
-)
 from .kernels.registry import (
     FULL,
     NOT_FOUND,
@@ -52,6 +46,12 @@ from .kernels.registry import (
     quota_reserve,
     registry_find,
     registry_find_free,
+)
+from .kernels.seqlock import (
+    SEQLOCK_EBUSY,
+    seqlock_recover,
+    seqlock_try_read,
+    seqlock_write,
 )
 
 DEFAULT_CAPACITY = 4096

@@ -9,6 +9,7 @@ so no buffer handed to a user can be unmapped under it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import mmap
 import os
@@ -156,10 +157,8 @@ def unlink(name: str) -> bool:
 
 
 def _unlink_quietly(name: str) -> None:
-    try:
+    with contextlib.suppress(posix_ipc.Error):
         posix_ipc.unlink_shared_memory(name)
-    except posix_ipc.Error:
-        pass
 
 
 def list_names(prefix: str) -> list[str]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from ._names import SHM_PREFIX, registry_shm_name, validate_namespace
 from ._registry import forget_registry
@@ -62,10 +62,8 @@ def delete_all(namespace: str) -> list[str]:
     os.environ["ARROWSHM_NAMESPACE"] = namespace
     try:
         for name in names:
-            try:
+            with suppress(KeyError):
                 delete(name)
-            except KeyError:
-                pass
     finally:
         if saved is None:
             os.environ.pop("ARROWSHM_NAMESPACE", None)

@@ -35,7 +35,7 @@ def median(xs: list[float]) -> float:
 
 def p99(xs: list[float]) -> float:
     s = sorted(xs)
-    return s[min(len(s) - 1, int(round(0.99 * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(0.99 * (len(s) - 1)))]
 
 
 def memcpy_seconds(nbytes: int, reps: int = 5) -> float:

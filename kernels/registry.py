@@ -75,20 +75,23 @@ def registry_find(
         if state == _STATE_EMPTY:
             return NOT_FOUND
         match = False
-        if state == _STATE_LIVE and load_relaxed(words, base + hash_off) == key_hash:
-            if load_relaxed(words, base + len_off) == np.uint64(key_len):
-                match = True
-                for k in range(n_words):
-                    if load_relaxed(words, base + name_off + k) != key_name[k]:
-                        match = False
-                        break
+        if (
+            state == _STATE_LIVE
+            and load_relaxed(words, base + hash_off) == key_hash
+            and load_relaxed(words, base + len_off) == np.uint64(key_len)
+        ):
+            match = True
+            for k in range(n_words):
+                if load_relaxed(words, base + name_off + k) != key_name[k]:
+                    match = False
+                    break
         fence_acquire()
         g2 = load_relaxed(words, base + gen_off)
         if g1 != g2:
             continue  # the slot changed while it was compared: look again
         if match:
             out_gen[0] = g1
-            return slot
+            return int(slot)
         probes += 1
     return NOT_FOUND
 
@@ -111,8 +114,8 @@ def registry_find_free(
     for probes in range(capacity):
         slot = (home + probes) % capacity
         state = load_acquire(words, entries_word + slot * entry_words + state_off)
-        if state == _STATE_EMPTY or state == _STATE_DELETED:
-            return slot
+        if state == _STATE_EMPTY or state == _STATE_DELETED:  # noqa: SIM109 (numba-friendly)
+            return int(slot)
     return FULL
 
 

@@ -82,7 +82,7 @@ def test_missing_names_and_versions_raise_not_found() -> None:
     assert isinstance(exc.value, KeyError)
     assert "arrowshm ls" in str(exc.value)
     arrowshm.put("one", make_table(2))
-    with pytest.raises(arrowshm.NotFoundError, match="versions 1..1 are retained"):
+    with pytest.raises(arrowshm.NotFoundError, match=r"versions 1\.\.1 are retained"):
         arrowshm.get("one", version=2)
     with pytest.raises(arrowshm.InvalidArgumentError):
         arrowshm.get("one", version=0)

@@ -57,7 +57,7 @@ def test_segment_names_fit_in_31_characters() -> None:
     assert base36(0) == "0" and base36(35) == "z" and base36(36) == "10"
 
 
-_name_chars = st.sampled_from(list("abcXYZ019._-/:") + [" ", "é", "\0", "*"])
+_name_chars = st.sampled_from([*list("abcXYZ019._-/:"), " ", "é", "\x00", "*"])
 
 
 @settings(max_examples=60, deadline=None)
