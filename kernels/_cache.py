@@ -1,0 +1,199 @@
+"""Where numba caches the kernels, and when that cache is stale.
+
+The problem
+-----------
+numba's ``cache=True`` keys a function's cache entry on the contents of the
+file that *defines* it (plus its bytecode). The kernels are built from
+intrinsics defined in another file (``atomics.py``, ``futex.py``) whose code
+is inlined into every caller, so editing ``atomics.py`` alone left the
+callers in ``seqlock.py`` loading stale machine code from the cache: a fixed
+memory-ordering bug would silently survive in every process that had a warm
+cache.
+
+The fix
+-------
+:class:`KernelCacheLocator` is a numba cache locator that claims every
+function defined in a ``.py`` file of this package (and nothing else) and
+
+* stamps it with :func:`source_stamp`: a SHA-256 over the names and contents
+  of *all* ``.py`` files of the package, the numba, llvmlite and Python
+  versions and the machine architecture, computed once when the package is
+  imported (the code being compiled is the code imported then);
+* puts the cache in a directory named after that stamp:
+
+  1. ``$NUMBA_CACHE_DIR/arrowshm-<stamp>`` if ``NUMBA_CACHE_DIR`` is set,
+  2. else ``$XDG_CACHE_HOME/arrowshm/numba/<stamp>`` (``~/.cache`` when
+     ``XDG_CACHE_HOME`` is unset),
+  3. else, if that is not writable,
+     ``<tempdir>/arrowshm-numba-<uid>/<stamp>``, a directory created ``0700``
+     and used only if it is owned by this user and not writable by others
+     (a cache is machine code: a directory someone else can write to would
+     let them run code in our processes).
+
+Any edit to any kernel file changes the stamp, hence the directory: a stale
+entry cannot even be found, let alone loaded. (Old directories are left
+behind; they are small and ``rm -r`` is safe at any time.)
+
+:func:`install_cache_locator` inserts the locator first in numba's list of
+locator classes. It must run before the first ``@njit(cache=True)`` of the
+package is decorated, because numba picks the locator at decoration time;
+``arrowshm/kernels/__init__.py`` calls it before importing any kernel module.
+
+Known limits: setting ``NUMBA_CACHE_LOCATOR_CLASSES`` replaces numba's
+locator list and bypasses this one. ``@njit(cache=True)`` code *outside* this
+package that calls the kernels has the original problem again (its own cache
+keys on its own file only): keep cached njit code in this package, or do not
+cache callers elsewhere.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import platform
+import stat
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import llvmlite
+import numba
+from numba.core import caching, config
+
+__all__ = [
+    "PACKAGE_DIR",
+    "KernelCacheLocator",
+    "cache_dir",
+    "install_cache_locator",
+    "source_stamp",
+]
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+"""The directory whose ``.py`` files the locator claims and hashes."""
+
+
+def source_stamp(package_dir: Path = PACKAGE_DIR) -> str:
+    """Hex digest (16 chars) identifying the kernels' source and toolchain.
+
+    Hashes the relative path and bytes of every ``*.py`` file under
+    ``package_dir`` (sorted, so the order of the filesystem does not matter),
+    then the numba, llvmlite and Python versions and the machine type.
+    """
+    h = hashlib.sha256()
+    for token in (numba.__version__, llvmlite.__version__, sys.version, platform.machine()):
+        h.update(token.encode())
+        h.update(b"\0")
+    for path in sorted(package_dir.rglob("*.py")):
+        data = path.read_bytes()
+        h.update(path.relative_to(package_dir).as_posix().encode())
+        h.update(b"\0")
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()[:16]
+
+
+_STAMP = source_stamp()
+
+
+def _usable(path: Path) -> bool:
+    """Create ``path`` if needed and check a file can be written in it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError:
+        return False
+    return True
+
+
+def _private_tmp_root() -> Path | None:
+    """``<tempdir>/arrowshm-numba-<uid>``, created 0700; None if not safely ours."""
+    root = Path(tempfile.gettempdir()) / f"arrowshm-numba-{os.getuid()}"
+    try:
+        root.mkdir(mode=0o700, exist_ok=True)
+        st = root.lstat()
+    except OSError:
+        return None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        return None
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return None
+    return root
+
+
+def _numba_cache_dir() -> str:
+    """numba's view of ``NUMBA_CACHE_DIR`` ("" when unset)."""
+    return str(getattr(config, "CACHE_DIR", "") or "")
+
+
+def _candidates(stamp: str) -> list[Path]:
+    if _numba_cache_dir():
+        return [Path(_numba_cache_dir()) / f"arrowshm-{stamp}"]
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return [Path(xdg) / "arrowshm" / "numba" / stamp]
+
+
+@functools.cache
+def _chosen_dir(stamp: str, numba_cache_dir: str) -> Path | None:
+    del numba_cache_dir  # part of the memo key only
+    for path in _candidates(stamp):
+        if _usable(path):
+            return path
+    root = _private_tmp_root()
+    if root is not None and _usable(root / stamp):
+        return root / stamp
+    return None
+
+
+def cache_dir() -> Path | None:
+    """The directory kernels are cached in by this process (None: caching impossible)."""
+    return _chosen_dir(_STAMP, _numba_cache_dir())
+
+
+def _is_kernel_source(py_file: str) -> bool:
+    try:
+        path = Path(py_file).resolve()
+    except (OSError, RuntimeError):
+        return False
+    return path.suffix == ".py" and PACKAGE_DIR in path.parents
+
+
+class KernelCacheLocator(caching._CacheLocator):
+    """numba cache locator for functions defined in ``arrowshm.kernels``.
+
+    Stamp: :func:`source_stamp` of the whole package at import time.
+    Directory: :func:`cache_dir`. Functions defined elsewhere are left to
+    numba's own locators (``from_function`` returns None for them).
+    """
+
+    def __init__(self, py_func: Any, py_file: str, path: Path) -> None:
+        self._py_file = py_file
+        self._lineno = py_func.__code__.co_firstlineno
+        self._cache_path = str(path)
+
+    def get_cache_path(self) -> str:
+        return self._cache_path
+
+    def get_source_stamp(self) -> str:
+        return _STAMP
+
+    def get_disambiguator(self) -> str:
+        return str(self._lineno)
+
+    @classmethod
+    def from_function(cls, py_func: Any, py_file: str) -> KernelCacheLocator | None:
+        if not _is_kernel_source(py_file):
+            return None
+        path = cache_dir()
+        if path is None:
+            return None
+        return cls(py_func, py_file, path)
+
+
+def install_cache_locator() -> None:
+    """Put :class:`KernelCacheLocator` first in numba's locator list (idempotent)."""
+    impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl")  # noqa: B009
+    classes: list[Any] = impl._locator_classes
+    if KernelCacheLocator not in classes:
+        classes.insert(0, KernelCacheLocator)

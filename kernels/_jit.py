@@ -1,0 +1,101 @@
+"""Typed decorators shared by the kernel modules.
+
+numba ships without type information, so ``numba.njit`` and
+``numba.extending.intrinsic`` look like ``Any`` to mypy and would erase the
+signature of every kernel. The two wrappers here keep the Python-level
+signature visible to the type checker (and to the higher layers that call the
+kernels) while applying exactly the numba options this package relies on:
+
+* :func:`kernel` is ``@njit(nogil=True, cache=True)``. ``nogil`` because every
+  kernel may spin or sleep on a shared word and must not hold the GIL while it
+  does; ``cache`` so that a new process loads machine code instead of paying
+  seconds of compilation (the cache is located and invalidated by
+  :mod:`arrowshm.kernels._cache`).
+* :func:`kernel_with_signatures` is the same with an explicit list of
+  signatures, compiled (or loaded from the cache) at import.
+* :func:`as_int64` reinterprets any integer as ``int64`` inside ``@njit`` code
+  (wrapping, like a C cast), typed as ``int`` for mypy where ``np.int64(x)``
+  would be typed as a numpy scalar.
+* :func:`int_intrinsic` and :func:`void_intrinsic` wrap
+  ``numba.extending.intrinsic`` and declare what the intrinsic returns when it
+  is called from ``@njit`` code. Intrinsics cannot be called from pure Python.
+
+The array aliases name the only argument shapes kernels accept: 1-D,
+C-contiguous ``uint64`` words (cursors, sequences, payload) and ``uint32``
+words (futex words, which the kernel compares as 32-bit values).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit, types
+from numba.extending import intrinsic
+
+__all__ = [
+    "U32Array",
+    "U64Array",
+    "WordArray",
+    "as_int64",
+    "int_intrinsic",
+    "kernel",
+    "kernel_with_signatures",
+    "void_intrinsic",
+]
+
+U64Array = npt.NDArray[np.uint64]
+"""1-D C-contiguous view of shared memory as 64-bit words."""
+
+U32Array = npt.NDArray[np.uint32]
+"""1-D C-contiguous view of shared memory as 32-bit (futex) words."""
+
+WordArray = U64Array | U32Array
+"""Either word width: the generic atomics accept both."""
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def kernel(fn: _F) -> _F:
+    """Compile ``fn`` with ``@njit(nogil=True, cache=True)``, keeping its signature."""
+    return cast(_F, njit(nogil=True, cache=True)(fn))
+
+
+def kernel_with_signatures(signatures: list[Any]) -> Callable[[_F], _F]:
+    """Like :func:`kernel` but compiled eagerly for exactly ``signatures``.
+
+    Used for the Python-facing wrappers: numba's lazy dispatcher types a
+    Python ``int`` argument as ``int64`` once an ``int64`` specialisation
+    exists, so a later call with a value >= 2**63 fails with
+    ``OverflowError`` depending on call order. Fixed unsigned signatures make
+    every value in ``[0, 2**64)`` work, always.
+    """
+
+    def wrap(fn: _F) -> _F:
+        return cast(_F, njit(signatures, nogil=True, cache=True)(fn))
+
+    return wrap
+
+
+def int_intrinsic(defn: Callable[..., Any]) -> Callable[..., int]:
+    """Register ``defn`` as a numba intrinsic whose call yields an integer."""
+    return cast(Callable[..., int], intrinsic(defn))
+
+
+def void_intrinsic(defn: Callable[..., Any]) -> Callable[..., None]:
+    """Register ``defn`` as a numba intrinsic whose call yields nothing."""
+    return cast(Callable[..., None], intrinsic(defn))
+
+
+@int_intrinsic
+def as_int64(typingctx: Any, x: Any) -> Any:
+    """Cast integer ``x`` to ``int64`` (two's-complement wrap), ``@njit`` code only."""
+    if not isinstance(x, types.Integer):
+        return None
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        return context.cast(builder, args[0], sig.args[0], types.int64)
+
+    return types.int64(x), codegen
