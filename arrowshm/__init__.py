@@ -15,6 +15,7 @@ leaves behind is reclaimed by ``gc``.
 
 import contextlib
 
+from ._client import Client
 from ._dataset import (
     DatasetInfo,
     Ref,
@@ -44,12 +45,14 @@ from ._errors import (
     WriterExistsError,
 )
 from ._gc import GcReport, gc
+from ._stream import ReaderInfo, StreamInfo, StreamReader, StreamWriter
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AccessDeniedError",
     "ArrowShmError",
+    "Client",
     "ConflictError",
     "CorruptSegmentError",
     "DatasetInfo",
@@ -59,11 +62,15 @@ __all__ = [
     "InvalidNameError",
     "NotFoundError",
     "QuotaExceededError",
+    "ReaderInfo",
     "Ref",
     "RegistryFullError",
     "SchemaMismatchError",
     "ShmFullError",
     "StreamClosedError",
+    "StreamInfo",
+    "StreamReader",
+    "StreamWriter",
     "WaitTimeoutError",
     "WriterExistsError",
     "delete",

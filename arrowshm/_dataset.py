@@ -15,9 +15,11 @@ columns and batches, not on bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import os
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -37,6 +39,8 @@ from ._errors import (
     WaitTimeoutError,
 )
 from ._names import current_namespace, validate_name
+from ._pin import Pin, pin, reclaim, set_state, state_word
+from ._pool import get_pool
 from ._proc import identity
 from ._registry import EntryView, Registry, get_registry
 from ._segment import Segment
@@ -295,17 +299,20 @@ def put(name: str, data: Any, *, retain: int = 1, ttl: float | None = None) -> D
     seg_bytes = L.SEGMENT_HEADER_BYTES + data_bytes
     fp = schema_fingerprint(table.schema)
 
-    reg.reserve(seg_bytes)
-    seg_id = reg.new_segment_id()
-    seg_name = reg.segment_name(seg_id)
-    try:
-        seg = Segment.create(seg_name, seg_bytes, populate=True)
-    except BaseException:
-        reg.release(seg_bytes)
-        raise
+    taken = get_pool(reg).take(seg_bytes)
+    if taken is not None:
+        seg_id, seg = taken  # a retired segment, pages already faulted in
+    else:
+        reg.reserve(seg_bytes)
+        seg_id = reg.new_segment_id()
+        try:
+            seg = Segment.create(reg.segment_name(seg_id), seg_bytes, populate=True)
+        except BaseException:
+            reg.release(seg_bytes)
+            raise
     published = False
     try:
-        _write_header(seg, L.KIND_DATASET, data_bytes)
+        _write_header(seg, L.KIND_DATASET, data_bytes, fresh=taken is None)
         end = L.SEGMENT_HEADER_BYTES + data_bytes
         out = pa.FixedSizeBufferWriter(  # (a slice of a py_buffer would be immutable)
             pa.py_buffer(memoryview(seg.mm)[L.SEGMENT_HEADER_BYTES:end])
@@ -317,22 +324,41 @@ def put(name: str, data: Any, *, retain: int = 1, ttl: float | None = None) -> D
         w_ = seg.words
         w_[L.S_NUM_ROWS] = table.num_rows
         w_[L.S_SCHEMA_FP] = fp
-        w_[L.S_STATE] = L.SEG_SEALED
-        info = _publish(reg, name, seg, seg_id, seg_bytes, data_bytes, table.num_rows, fp,
+        set_state(seg, L.SEG_SEALED)
+        info = _publish(reg, name, seg, seg_id, data_bytes, table.num_rows, fp,
                         retain, ttl_ns, table.schema)
         published = True
     finally:
         if not published:
-            reg.unlink_segment(seg_id)
+            reclaim(reg, seg)
     return info
 
 
-def _write_header(seg: Segment, kind: int, data_bytes: int) -> None:
+# segments this process published and still maps writable, for retirement into its pool
+_own: dict[tuple[str, int], Segment] = {}
+
+
+def _retire(reg: Registry, segment_id: int) -> None:
+    """A version fell out of retention: pool its segment for reuse, or free it."""
+    seg = _own.pop((reg.namespace, segment_id), None)
+    if seg is None:
+        try:
+            seg = Segment.open(reg.segment_name(segment_id), writable=True)
+        except ArrowShmError:
+            return  # already gone, or not ours to reuse
+        if seg.size < L.SEGMENT_HEADER_BYTES or int(seg.words[L.S_MAGIC]) != L.SEGMENT_MAGIC:
+            return
+    if not get_pool(reg).give(segment_id, seg):
+        reclaim(reg, seg)
+
+
+def _write_header(seg: Segment, kind: int, data_bytes: int, *, fresh: bool) -> None:
     pid, start = identity()
     w = seg.words
     w[L.S_FORMAT_VERSION] = L.FORMAT_VERSION
     w[L.S_KIND] = kind
-    w[L.S_STATE] = L.SEG_WRITING
+    if fresh:  # a recycled segment is already WRITING (with its epoch)
+        w[L.S_STATE] = L.SEG_WRITING
     w[L.S_CREATOR_PID] = pid
     w[L.S_CREATOR_START] = start
     w[L.S_CREATED_NS] = time.time_ns()
@@ -358,7 +384,6 @@ def _publish(
     name: str,
     seg: Segment,
     seg_id: int,
-    seg_bytes: int,
     data_bytes: int,
     num_rows: int,
     fp: int,
@@ -384,7 +409,7 @@ def _publish(
             rec = np.zeros(L.RECORD_WORDS, dtype=np.uint64)
             rec[L.R_VERSION] = version
             rec[L.R_SEGMENT_ID] = seg_id
-            rec[L.R_SEGMENT_BYTES] = seg_bytes
+            rec[L.R_SEGMENT_BYTES] = seg.size
             rec[L.R_DATA_BYTES] = data_bytes
             rec[L.R_NUM_ROWS] = num_rows
             rec[L.R_SCHEMA_FP] = fp
@@ -402,11 +427,12 @@ def _publish(
             w[L.S_GENERATION] = gen
             reg.write_record(slot, rec)
             # only now: PUBLISHED + unreferenced means "retired" to gc
-            w[L.S_STATE] = L.SEG_PUBLISHED
+            set_state(seg, L.SEG_PUBLISHED)
+        _own[(reg.namespace, seg_id)] = seg
         reg.count(L.H_STAT_PUTS)
         reg.notify_entry(slot)
         for sid in retired:
-            reg.unlink_segment(sid)
+            _retire(reg, sid)
         return _make_info(reg, name, rec, schema, version, reg.segment_name(seg_id))
     raise ConflictError(f"{name!r} kept being deleted while it was published", name=name)
 
@@ -437,12 +463,47 @@ def _cache_put(
         if cur is None or cur.version <= version:
             _cache[(namespace, name)] = _Cached(version, segment_id, table,
                                                 table.schema if table is not None else None)
+    if cur is not None:
+        _release_later(cur)
+
+
+# Dropping the superseded version's table releases its pin and unmaps it (tens of
+# µs); a daemon thread does that off the caller's get (munmap runs without the GIL).
+_graveyard: queue.SimpleQueue[object] = queue.SimpleQueue()
+_undertaker: tuple[int, threading.Thread] | None = None
+
+
+def _release_later(obj: object) -> None:
+    global _undertaker
+    if _undertaker is None or _undertaker[0] != os.getpid():  # (none after a fork)
+        thread = threading.Thread(target=_bury, name="arrowshm-release", daemon=True)
+        thread.start()
+        _undertaker = (os.getpid(), thread)
+    _graveyard.put(obj)
+
+
+def _bury() -> None:
+    while True:
+        obj = _graveyard.get()
+        if isinstance(obj, threading.Event):
+            obj.set()
+        del obj
+
+
+def flush_releases(timeout: float = 10.0) -> None:
+    """Wait until every superseded table handed to the release thread is dropped."""
+    if _undertaker is None or _undertaker[0] != os.getpid():
+        return
+    done = threading.Event()
+    _graveyard.put(done)
+    done.wait(timeout)
 
 
 def clear_cache() -> None:
     """Drop this process's cached mappings (tables already handed out stay valid)."""
     with _cache_lock:
         _cache.clear()
+    flush_releases()
 
 
 def _resolve(view: EntryView, version: int | None, namespace: str) -> tuple[int, int]:
@@ -485,10 +546,24 @@ def _dataset_entry(reg: Registry, name: str) -> EntryView:
     return view
 
 
+class _Recycled(Exception):
+    """The segment no longer holds the version the registry pointed at."""
+
+
 def _open_version(
-    reg: Registry, segment_id: int, version: int, view: EntryView
-) -> tuple[Segment, pa.Buffer]:
-    seg = Segment.open(reg.segment_name(segment_id))
+    reg: Registry, segment_id: int, version: int, view: EntryView, *, pinned: bool
+) -> tuple[Segment, Pin | None, int, int, int]:
+    """Map the segment of *version*: (segment, pin or None, payload offset, length,
+    state word). With *pinned*, the segment is pinned (see :mod:`arrowshm._pin`).
+
+    Raises
+    ------
+    NotFoundError
+        When the segment is gone (retired since the registry was read).
+    _Recycled
+        When it now holds another version (recycled since).
+    """
+    seg = Segment.open(reg.segment_name(segment_id), writable=pinned)
     w = seg.words
     if seg.size < L.SEGMENT_HEADER_BYTES or int(w[L.S_MAGIC]) != L.SEGMENT_MAGIC:
         raise CorruptSegmentError(
@@ -503,17 +578,29 @@ def _open_version(
             found=int(w[L.S_FORMAT_VERSION]),
             expected=L.FORMAT_VERSION,
         )
-    off, n = int(w[L.S_DATA_OFFSET]), int(w[L.S_DATA_BYTES])
+    p = pin(seg) if pinned else None
+    # after pinning (seq_cst): a writer recycling it from now on sees the pin
+    word = state_word(seg)
     if (
-        int(w[L.S_VERSION]) != version
-        or off < L.SEGMENT_HEADER_BYTES
-        or off + n > seg.size
+        # SEALED too: a writer killed right after publishing never marked it PUBLISHED
+        L.state_of(word) not in (L.SEG_SEALED, L.SEG_PUBLISHED)
+        or int(w[L.S_VERSION]) != version
+        or int(w[L.S_GENERATION]) != view.generation
+        or int(w[L.S_NAME_HASH]) != int(reg.words[reg.ew(view.slot, L.E_NAME_HASH)])
     ):
+        if p is not None:
+            p.release()
+        raise _Recycled()
+    off, n = int(w[L.S_DATA_OFFSET]), int(w[L.S_DATA_BYTES])
+    if off < L.SEGMENT_HEADER_BYTES or off + n > seg.size:
+        if p is not None:
+            p.release()
         raise CorruptSegmentError(
-            f"{seg.name} header does not match dataset {view.name!r} version {version}",
+            f"{seg.name} header of dataset {view.name!r} version {version} has impossible "
+            f"offsets ({off}, {n}); delete the dataset and put it again",
             shm_name=seg.name,
         )
-    return seg, pa.py_buffer(seg.mm).slice(off, n)
+    return seg, p, off, n, word
 
 
 def get(name: str, *, version: int | None = None, validate: bool = False) -> pa.Table:
@@ -557,18 +644,25 @@ def get(name: str, *, version: int | None = None, validate: bool = False) -> pa.
         view = _dataset_entry(reg, name)
         want, seg_id = _resolve(view, version, namespace)
         cached = _cache.get((namespace, name))
-        if cached is not None and cached.segment_id == seg_id and cached.table is not None:
+        if (
+            cached is not None
+            and cached.version == want
+            and cached.segment_id == seg_id
+            and cached.table is not None
+        ):
             if validate:
                 _validate(cached.table, name)
             return cached.table
         try:
-            seg, buf = _open_version(reg, seg_id, want, view)
-        except NotFoundError:
-            # retired between reading the entry and opening it: read the entry again
+            seg, p, off, n, _ = _open_version(reg, seg_id, want, view, pinned=True)
+        except (NotFoundError, _Recycled):
+            # retired or recycled between reading the entry and opening it: read it again
             reg.forget(name)
             if attempt > 8:
                 time.sleep(0.0001 * attempt)
             continue
+        # every buffer of the table keeps `p` alive; the last one freed releases the pin
+        buf = pa.foreign_buffer(seg.address + off, n, base=p)
         table = _read_table(buf, name, seg.name)
         if validate or seg.owner_uid != os.getuid():
             _validate(table, name)
@@ -603,14 +697,24 @@ def _validate(table: pa.Table, name: str) -> None:
 
 def _schema_of(reg: Registry, view: EntryView, version: int, seg_id: int) -> pa.Schema:
     cached = _cache.get((reg.namespace, view.name))
-    if cached is not None and cached.segment_id == seg_id and cached.schema is not None:
+    if (
+        cached is not None
+        and cached.segment_id == seg_id
+        and cached.version == version
+        and cached.schema is not None
+    ):
         return cached.schema
-    _, buf = _open_version(reg, seg_id, version, view)
+    seg, _, off, n, word = _open_version(reg, seg_id, version, view, pinned=False)
     try:
-        return pa.ipc.open_stream(buf).schema
+        schema = pa.ipc.open_stream(pa.py_buffer(seg.mm).slice(off, n)).schema
     except (pa.ArrowInvalid, OSError) as exc:
+        if state_word(seg) != word:
+            raise _Recycled() from exc
         raise CorruptSegmentError(f"dataset {view.name!r} has an invalid schema: {exc}",
                                   name=view.name) from exc
+    if state_word(seg) != word:  # recycled while the schema was parsed
+        raise _Recycled()
+    return schema
 
 
 def _ns_to_dt(ns: int) -> _dt.datetime:
@@ -648,15 +752,20 @@ def _info_for(name: str, version: int | None) -> DatasetInfo:
         want, seg_id = _resolve(view, version, namespace)
         try:
             schema = _schema_of(reg, view, want, seg_id)
-        except NotFoundError:
+        except (NotFoundError, _Recycled):
             reg.forget(name)
             continue
         info = _make_info(reg, name, view.record, schema, want, reg.segment_name(seg_id))
-        if want != view.version:
-            seg = Segment.open(reg.segment_name(seg_id))
-            info = DatasetInfo(**{**info.__dict__,
-                                  "num_rows": int(seg.words[L.S_NUM_ROWS]),
-                                  "nbytes": int(seg.words[L.S_DATA_BYTES])})
+        if want != view.version:  # an older version: its sizes are in its own header
+            try:
+                seg, _, _, n, word = _open_version(reg, seg_id, want, view, pinned=False)
+                rows = int(seg.words[L.S_NUM_ROWS])
+                if state_word(seg) != word:
+                    raise _Recycled()
+            except (NotFoundError, _Recycled):
+                reg.forget(name)
+                continue
+            info = dataclasses.replace(info, num_rows=rows, nbytes=n)
         return info
     raise NotFoundError(f"{name!r} kept changing while it was read; try again", name=name)
 
@@ -693,7 +802,7 @@ def list_datasets() -> list[DatasetInfo]:
         seg_id = view.field(L.R_SEGMENT_ID)
         try:
             schema = _schema_of(reg, view, view.version, seg_id)
-        except ArrowShmError:
+        except (ArrowShmError, _Recycled):
             continue  # replaced or deleted while listing
         out.append(_make_info(reg, view.name, view.record, schema, view.version,
                               reg.segment_name(seg_id)))

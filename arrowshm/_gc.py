@@ -23,6 +23,7 @@ import numpy as np
 from . import _layout as L
 from ._errors import ArrowShmError
 from ._names import SHM_PREFIX, current_namespace, parse_segment_shm_name
+from ._pin import reclaim, state_word
 from ._proc import is_alive
 from ._registry import Registry, get_registry
 from ._segment import Segment, list_names, object_stat, unlink
@@ -46,7 +47,10 @@ class GcReport:
     recovered : list of str
         Entries whose dead writer left a lock or a half-done publish behind.
     kept : int
-        Unreferenced segments kept because a live process is still writing them.
+        Unreferenced segments kept because a live process is still writing them
+        (or keeps them in its pool for reuse).
+    pooled : int
+        Segments of this process's reuse pool that were freed.
     """
 
     segments: list[str] = field(default_factory=list)
@@ -54,10 +58,11 @@ class GcReport:
     expired: list[str] = field(default_factory=list)
     recovered: list[str] = field(default_factory=list)
     kept: int = 0
+    pooled: int = 0
 
     @property
     def count(self) -> int:
-        return len(self.segments) + len(self.expired) + len(self.recovered)
+        return len(self.segments) + len(self.expired) + len(self.recovered) + self.pooled
 
 
 def gc(namespace: str | None = None) -> GcReport:
@@ -129,36 +134,55 @@ def _expire(reg: Registry, report: GcReport) -> None:
 
 
 def _reclaim_segments(reg: Registry, report: GcReport) -> None:
-    candidates: list[tuple[int, str, bool]] = []  # (segment id, name, removable unless referenced)
+    report.pooled = _drain_own_pool(reg)  # an explicit gc frees this process's pool too
+    # (segment id, mapping or None, state word seen, removable unless referenced)
+    candidates: list[tuple[int, str, Segment | None, int, bool]] = []
     for shm in list_names(f"{SHM_PREFIX}{reg.namespace}-"):
         sid = parse_segment_shm_name(reg.namespace, shm)
         if sid is None:
             continue
         try:
-            seg = Segment.open(shm)
+            seg = Segment.open(shm, writable=True)
         except ArrowShmError:
             continue  # gone, or another user's
         w = seg.words
         if seg.size < L.SEGMENT_HEADER_BYTES or int(w[L.S_MAGIC]) != L.SEGMENT_MAGIC:
+            del seg
             # being created (not yet sized/stamped) or foreign: remove only when old
             st = object_stat(shm)
             old = st is not None and time.time() - st.st_mtime > _UNINITIALIZED_GRACE_S
-            candidates.append((sid, shm, old))
+            candidates.append((sid, shm, None, 0, old))
             continue
-        state = int(atomic_load(w, L.S_STATE))
+        word = state_word(seg)
+        state = L.state_of(word)
         creator = int(w[L.S_CREATOR_PID])
         start = int(w[L.S_CREATOR_START])
-        removable = state == L.SEG_PUBLISHED or not is_alive(creator, start)
-        candidates.append((sid, shm, removable))
+        if state in (L.SEG_PUBLISHED, L.SEG_RECLAIMING):
+            removable = True  # retired (or its reclaimer died before unlinking)
+        else:  # WRITING, SEALED, POOLED: only its owner may still use it
+            removable = not is_alive(creator, start)
+        candidates.append((sid, shm, seg, word, removable))
     referenced = reg.referenced_segments()  # read last: see the module docstring
-    for sid, shm, removable in candidates:
+    for sid, shm, mapped, word, removable in candidates:
         if sid in referenced:
             continue
         if not removable:
             report.kept += 1
             continue
-        st = object_stat(shm)
-        if st is not None and unlink(shm):
-            reg.release(st.st_size)
+        if mapped is None or L.state_of(word) == L.SEG_RECLAIMING:
+            st = object_stat(shm)
+            freed = 0
+            if st is not None and unlink(shm):
+                reg.release(st.st_size)
+                freed = int(st.st_size)
+        else:
+            freed = reclaim(reg, mapped, word)  # fails if the segment changed since inspected
+        if freed:
             report.segments.append(shm)
-            report.bytes_freed += st.st_size
+            report.bytes_freed += freed
+
+
+def _drain_own_pool(reg: Registry) -> int:
+    from ._pool import drain_pool
+
+    return drain_pool(reg.namespace)

@@ -73,7 +73,8 @@ offset field                meaning
 0      magic                ``SEGMENT_MAGIC`` (b"ASHSEG\\0\\1")
 8      format_version       ``FORMAT_VERSION``
 16     kind                 KIND_DATASET 1, KIND_STREAM 2
-24     state                WRITING 1, SEALED 2, PUBLISHED 3
+24     state                (epoch << 8) | state: WRITING 1, SEALED 2,
+                            PUBLISHED 3, POOLED 4, RECLAIMING 5
 32     creator_pid          pid of the creating process
 40     creator_start        its start time (clock ticks since boot)
 48     created_ns           CLOCK_REALTIME ns
@@ -85,6 +86,9 @@ offset field                meaning
 96     num_rows             rows of the table
 104    schema_fp            schema fingerprint
 112    generation           registry entry generation it was written for
+128    pin_overflow         1 once a reader found every pin slot taken
+136    recycles             times the segment was reused
+1024   pins[64]             (pid, start ticks) of each process holding it
 4096   payload              Arrow IPC stream (datasets), 64-byte aligned
 ====== ==================== ==================================================
 """
@@ -188,11 +192,38 @@ S_VERSION = 11
 S_NUM_ROWS = 12
 S_SCHEMA_FP = 13
 S_GENERATION = 14
+S_PIN_OVERFLOW = 16  # 1 once a reader found no free pin slot: never recycle
+S_RECYCLES = 17  # times this segment was reused for a new version
+S_PINS = 128  # pin table: PIN_SLOTS x (pid, start ticks), bytes 1024..2047
+PIN_SLOTS = 64
+PIN_WORDS = 2
 
+# S_STATE holds (epoch << 8) | state; every transition bumps the epoch so a
+# compare-and-swap from a state read earlier fails if anything happened since
 SEG_WRITING = 1
 SEG_SEALED = 2
 SEG_PUBLISHED = 3
-SEG_STATE_NAMES = {SEG_WRITING: "writing", SEG_SEALED: "sealed", SEG_PUBLISHED: "published"}
+SEG_POOLED = 4
+SEG_RECLAIMING = 5
+SEG_STATE_NAMES = {
+    SEG_WRITING: "writing",
+    SEG_SEALED: "sealed",
+    SEG_PUBLISHED: "published",
+    SEG_POOLED: "pooled",
+    SEG_RECLAIMING: "reclaiming",
+}
+STATE_BITS = 8
+STATE_MASK = (1 << STATE_BITS) - 1
+
+
+def state_of(word: int) -> int:
+    """The state part of a segment's state word."""
+    return word & STATE_MASK
+
+
+def next_state(word: int, state: int) -> int:
+    """The state word after a transition of *word* to *state* (epoch + 1)."""
+    return (((word >> STATE_BITS) + 1) << STATE_BITS) | state
 
 
 def entry_word(slot: int, field: int) -> int:
@@ -208,3 +239,138 @@ def registry_bytes(capacity: int) -> int:
 def align(value: int, to: int = CACHE_LINE) -> int:
     """Round *value* up to a multiple of *to* (a power of two)."""
     return (value + to - 1) & ~(to - 1)
+
+
+# =====================================================================================
+# Stream segment (owner: streams, arrowshm/_stream.py and kernels/ring.py)
+# =====================================================================================
+#
+# A stream segment ``/ash-<ns>-<base36 id>`` starts with the common 4 KiB data
+# segment header above (S_KIND = KIND_STREAM, S_DATA_OFFSET/S_DATA_BYTES = the
+# arena, S_VERSION = writer session), then:
+#
+# ====== ==================== ==================================================
+# offset field                meaning
+# ====== ==================== ==================================================
+# 4096   st_magic             ``STREAM_MAGIC`` (b"ASHSTRM\x01"), written last at init
+# 4104   mode                 STREAM_BLOCK 0, STREAM_OVERWRITE 1
+# 4112   n_slots              descriptors in the ring (power of two)
+# 4120   max_readers          reader slots
+# 4128   arena_bytes          bytes of the data arena (the capacity)
+# 4136   schema_bytes         length of the Arrow IPC schema message
+# 4144   session              writer session (registry R_VERSION of this segment)
+# 4152   evict_ns             writer's bound on dead-reader stalls (ns)
+# 4160   schema_offset        byte offset of the schema message (4608)
+# 4168   readers_offset       byte offset of reader slot 0 (64-byte aligned)
+# 4176   ring_offset          byte offset of descriptor 0 (64-byte aligned)
+# 4184   arena_offset         byte offset of the arena (4096-byte aligned)
+# 4192   slot_bytes           64 (one cache line per reader)
+# 4200   desc_bytes           32
+# 4224   writer_pid           pid of the writer of this session
+# 4232   writer_start         its start time (clock ticks since boot)
+# 4240   opened_ns            CLOCK_REALTIME ns the session opened
+# 4248   closed_ns            CLOCK_REALTIME ns it closed (0 while open)
+# 4288   cursor               batches published (next sequence)       } ring header
+# 4296   reclaim              batches below may be overwritten          } line 0:
+# 4304   head                 virtual arena byte after the last message } written by
+# 4312   closed               0 open, 1 closed, 2 aborted               } the writer
+# 4320   data_futex           32-bit event count readers sleep on (low half)
+# 4328   bytes                message bytes published
+# 4336   rows                 rows published
+# 4344   heartbeat            CLOCK_MONOTONIC ns of the last publish
+# 4352   data_waiters         readers asleep on data_futex (own line)
+# 4416   space_futex          32-bit event count the writer sleeps on (low half)
+# 4424   space_waiters        1 while the writer sleeps
+# 4432   gated_since          CLOCK_MONOTONIC ns the writer began to wait (0: not)
+# 4440   gating_reader        1 + slot of the first reader in its way (0: none)
+# 4448   evicted              dead readers evicted
+# 4456   waits                writes that had to wait for space
+# 4608   schema               Arrow IPC schema message, ``schema_bytes`` long
+# R      readers[max_readers] 64 bytes each: pid, start, state (FREE 0, ACTIVE 1,
+#                             DRAINING 2), release, read, held, missed, heartbeat
+# D      ring[n_slots]        32 bytes each: seq + 1, vstart, length, rows
+# A      arena[arena_bytes]   Arrow IPC record batch messages (8-byte aligned)
+# ====== ==================== ==================================================
+#
+# ``ST_*`` are absolute word indices (byte offset / 8); ``RD_*`` and ``DESC_*``
+# are word offsets inside a reader slot / descriptor. The ring header's
+# offsets equal ``ST_RING_HEADER + kernels.ring.H_*`` (asserted by
+# tests/arrowshm/test_stream_layout.py).
+
+STREAM_MAGIC = struct.unpack("<Q", b"ASHSTRM\x01")[0]
+STREAM_HEADER_OFFSET = SEGMENT_HEADER_BYTES  # 4096
+STREAM_HEADER_BYTES = 512
+STREAM_SCHEMA_OFFSET = STREAM_HEADER_OFFSET + STREAM_HEADER_BYTES  # 4608
+
+ST_MAGIC = 512
+ST_MODE = 513
+ST_N_SLOTS = 514
+ST_MAX_READERS = 515
+ST_ARENA_BYTES = 516
+ST_SCHEMA_BYTES = 517
+ST_SESSION = 518
+ST_EVICT_NS = 519
+ST_SCHEMA_OFFSET = 520
+ST_READERS_OFFSET = 521
+ST_RING_OFFSET = 522
+ST_ARENA_OFFSET = 523
+ST_SLOT_BYTES = 524
+ST_DESC_BYTES = 525
+ST_WRITER_PID = 528
+ST_WRITER_START = 529
+ST_OPENED_NS = 530
+ST_CLOSED_NS = 531
+ST_RING_HEADER = 536  # byte 4288: kernels.ring header base (G_HDR)
+ST_CURSOR = 536
+ST_RECLAIM = 537
+ST_HEAD = 538
+ST_CLOSED = 539
+ST_DATA_FUTEX = 540
+ST_BYTES = 541
+ST_ROWS = 542
+ST_HEARTBEAT = 543
+ST_DATA_WAITERS = 544
+ST_SPACE_FUTEX = 552
+ST_SPACE_WAITERS = 553
+ST_GATED_SINCE = 554
+ST_GATING_READER = 555
+ST_EVICTED = 556
+ST_WAITS = 557
+
+STREAM_BLOCK = 0
+STREAM_OVERWRITE = 1
+STREAM_MODE_NAMES = {STREAM_BLOCK: "block", STREAM_OVERWRITE: "overwrite"}
+STREAM_OPEN = 0
+STREAM_CLOSED = 1
+STREAM_ABORTED = 2
+
+SLOT_BYTES = 64  # one reader slot per cache line
+RD_PID = 0
+RD_START = 1
+RD_STATE = 2
+RD_RELEASE = 3
+RD_READ = 4
+RD_HELD = 5
+RD_MISSED = 6
+RD_HEARTBEAT = 7
+RD_FREE = 0
+RD_ACTIVE = 1
+RD_DRAINING = 2
+RD_STATE_NAMES = {RD_FREE: "free", RD_ACTIVE: "active", RD_DRAINING: "draining"}
+
+DESC_BYTES = 32
+DESC_SEQ = 0
+DESC_VSTART = 1
+DESC_LENGTH = 2
+DESC_ROWS = 3
+
+R_FLAG_CLOSED = 1  # registry record R_FLAGS bit: the stream's writer closed it
+
+
+def stream_layout(schema_bytes: int, max_readers: int, n_slots: int,
+                  arena_bytes: int) -> tuple[int, int, int, int]:
+    """(readers_offset, ring_offset, arena_offset, segment_bytes) of a stream segment."""
+    readers = align(STREAM_SCHEMA_OFFSET + schema_bytes, CACHE_LINE)
+    ring = align(readers + max_readers * SLOT_BYTES, CACHE_LINE)
+    arena = align(ring + n_slots * DESC_BYTES, PAGE)
+    return readers, ring, arena, arena + arena_bytes

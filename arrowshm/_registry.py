@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from . import _layout as L
 from ._errors import (
+    ArrowShmError,
     CorruptSegmentError,
     FormatVersionError,
     NotFoundError,
@@ -544,14 +545,23 @@ class Registry:
         return refs
 
     def unlink_segment(self, segment_id: int) -> int:
-        """Unlink a segment this namespace no longer references and release its
-        bytes from the quota; returns the bytes freed (0 if it was gone)."""
+        """Free a segment this namespace no longer references and release its
+        bytes from the quota; returns the bytes freed (0 if it was gone, or
+        another process claimed it first)."""
+        from ._pin import reclaim
+
         name = self.segment_name(segment_id)
-        st = object_stat(name)
-        if st is None or not unlink(name):
+        try:
+            seg = Segment.open(name, writable=True)
+        except NotFoundError:
             return 0
-        self.release(st.st_size)
-        return int(st.st_size)
+        except ArrowShmError:  # not ours to open: unlink by name
+            st = object_stat(name)
+            if st is None or not unlink(name):
+                return 0
+            self.release(st.st_size)
+            return int(st.st_size)
+        return reclaim(self, seg)
 
 
 _registries: dict[str, Registry] = {}

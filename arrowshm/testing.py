@@ -29,6 +29,7 @@ __all__ = [
     "delete_all",
     "isolated_namespace",
     "namespace_objects",
+    "pooled_objects",
     "unique_namespace",
 ]
 
@@ -50,7 +51,8 @@ def data_objects(namespace: str) -> list[str]:
 
 
 def delete_all(namespace: str) -> list[str]:
-    """Delete every live dataset and stream of *namespace* through the public API."""
+    """Delete every live dataset and stream of *namespace* through the public API,
+    and free the segments this process pooled for reuse."""
     from ._dataset import delete
     from ._registry import get_registry
 
@@ -69,11 +71,36 @@ def delete_all(namespace: str) -> list[str]:
             os.environ.pop("ARROWSHM_NAMESPACE", None)
         else:
             os.environ["ARROWSHM_NAMESPACE"] = saved
+    from ._pool import drain_pool
+
+    drain_pool(namespace)  # retired segments this process kept for reuse
     return names
+
+
+def pooled_objects(namespace: str) -> list[str]:
+    """Objects of *namespace* that are retired segments kept for reuse (state POOLED)."""
+    from . import _layout as L
+    from ._errors import ArrowShmError
+    from ._segment import Segment
+
+    out = []
+    for name in data_objects(namespace):
+        try:
+            seg = Segment.open(name)
+        except ArrowShmError:
+            continue
+        if seg.size >= L.SEGMENT_HEADER_BYTES and L.state_of(int(seg.words[L.S_STATE])) == (
+            L.SEG_POOLED
+        ):
+            out.append(name)
+    return out
 
 
 def cleanup_namespace(namespace: str) -> list[str]:
     """Unlink every object of *namespace* (registry included); returns their names."""
+    from ._pool import forget_pool
+
+    forget_pool(namespace)
     names = namespace_objects(namespace)
     for name in names:
         unlink(name)

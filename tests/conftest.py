@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from arrowshm._dataset import flush_releases
 from arrowshm.testing import data_objects, delete_all, isolated_namespace
 
 
@@ -20,6 +21,7 @@ from arrowshm.testing import data_objects, delete_all, isolated_namespace
 def namespace() -> Iterator[str]:
     with isolated_namespace() as ns:
         yield ns
+        flush_releases()
         _pygc.collect()
         delete_all(ns)
         leaked = data_objects(ns)

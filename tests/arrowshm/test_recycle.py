@@ -1,0 +1,145 @@
+"""Retired segments are reused for later puts, and never while anyone holds them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import arrowshm
+from arrowshm import _layout as L
+from arrowshm._dataset import flush_releases
+from arrowshm._pool import get_pool
+from arrowshm._registry import get_registry
+from arrowshm._segment import Segment
+from arrowshm.testing import data_objects, pooled_objects
+from tests.helpers import check_stamped, stamped_table
+
+
+def _segment_of(name: str) -> str:
+    return arrowshm.info(name).segment
+
+
+def test_steady_puts_of_one_size_reuse_a_few_segments(namespace: str) -> None:
+    pool = get_pool(get_registry(namespace))
+    before = pool.recycled
+    created = set()
+    for tag in range(1, 41):
+        created.add(arrowshm.put("steady", stamped_table(tag, 20_000)).segment)
+    assert pool.recycled - before >= 30
+    assert len(created) <= 4  # a handful of segments, rewritten again and again
+    assert check_stamped(arrowshm.get("steady")) == 40
+
+
+def test_a_held_table_stays_intact_through_many_recycles(namespace: str) -> None:
+    arrowshm.put("lap", stamped_table(1, 50_000))
+    held = arrowshm.get("lap")
+    held_segment = _segment_of("lap")
+    column = held.column("v")  # keep a column, drop the table
+    del held
+    pool = get_pool(get_registry(namespace))
+    before = pool.recycled
+    for tag in range(2, 60):
+        arrowshm.put("lap", stamped_table(tag, 50_000))
+        arrowshm.get("lap")  # the cache moves on; only `column` pins version 1
+    assert pool.recycled - before >= 20  # (releases run on a background thread)
+    assert np.array_equal(column.to_numpy(), np.arange(50_000, dtype=np.float64) + 1)
+    # version 1's segment was never rewritten while pinned
+    seg = Segment.open(held_segment)
+    assert int(seg.words[L.S_VERSION]) == 1
+
+
+def test_a_segment_is_recycled_once_its_last_buffer_is_freed(namespace: str) -> None:
+    arrowshm.put("free", stamped_table(1, 10_000))
+    t = arrowshm.get("free")
+    first = _segment_of("free")
+    arrowshm.put("free", stamped_table(2, 10_000))
+    arrowshm.get("free")
+    assert first in pooled_objects(namespace)
+    seg = Segment.open(first)
+    pins = [int(seg.words[L.S_PINS + 2 * k]) for k in range(L.PIN_SLOTS)]
+    assert os.getpid() in pins  # `t` pins it
+    del t
+    flush_releases()  # the superseded cache entry is dropped by a background thread
+    pins = [int(seg.words[L.S_PINS + 2 * k]) for k in range(L.PIN_SLOTS)]
+    assert os.getpid() not in pins  # the finalizer released it
+    arrowshm.put("free", stamped_table(3, 10_000))
+    assert _segment_of("free") == first  # and the next put reused it
+
+
+_HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    import arrowshm
+    from tests.helpers import check_stamped
+    t = arrowshm.get(sys.argv[1])
+    print(check_stamped(t), flush=True)
+    sys.stdin.readline()          # hold the table until told
+    print(check_stamped(t), flush=True)
+    """
+)
+
+
+@pytest.mark.timeout(120)
+def test_a_table_held_by_another_process_survives_recycling(namespace: str) -> None:
+    arrowshm.put("shared", stamped_table(7, 40_000))
+    held_segment = _segment_of("shared")
+    child = subprocess.Popen([sys.executable, "-c", _HOLDER, "shared"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, env=dict(os.environ),
+                             cwd=os.getcwd())
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline().strip() == "7"
+        for tag in range(8, 50):
+            assert arrowshm.put("shared", stamped_table(tag, 40_000)).segment != held_segment
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.stdout.readline().strip() == "7"  # still whole in the holder
+    finally:
+        child.kill()
+        child.wait()
+
+
+@pytest.mark.timeout(120)
+def test_pins_of_a_killed_reader_are_reaped(namespace: str) -> None:
+    arrowshm.put("dead", stamped_table(1, 20_000))
+    held_segment = _segment_of("dead")
+    child = subprocess.Popen([sys.executable, "-c", _HOLDER, "dead"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, env=dict(os.environ),
+                             cwd=os.getcwd())
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "1"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    used = set()
+    for tag in range(2, 8):
+        used.add(arrowshm.put("dead", stamped_table(tag, 20_000)).segment)
+    assert held_segment in used  # the dead reader's pin did not block reuse
+    assert check_stamped(arrowshm.get("dead")) == 7
+
+
+def test_gc_and_delete_leave_nothing_but_live_versions(namespace: str) -> None:
+    for tag in range(1, 10):
+        arrowshm.put("g", stamped_table(tag, 5_000), retain=2)
+    assert len(data_objects(namespace)) > 2  # two live versions + the pool
+    report = arrowshm.gc()
+    assert report.pooled >= 1
+    assert len(data_objects(namespace)) == 2
+    arrowshm.delete("g")
+    assert data_objects(namespace) == []
+
+
+def test_pooled_segments_count_against_the_quota_and_free_on_gc(namespace: str) -> None:
+    reg = get_registry(namespace)
+    for tag in range(1, 5):
+        arrowshm.put("q", stamped_table(tag, 5_000))
+    used_with_pool = reg.bytes_used
+    arrowshm.gc()
+    assert reg.bytes_used < used_with_pool
+    arrowshm.delete("q")
+    assert reg.bytes_used == 0
