@@ -68,6 +68,18 @@ def test_segment_header_offsets() -> None:
     for word, name in enumerate(names):
         assert getattr(L, name) * 8 == word * 8, name
     assert L.SEGMENT_HEADER_BYTES == 4096
+    assert L.S_PIN_OVERFLOW * 8 == 128 and L.S_RECYCLES * 8 == 136
+    assert L.S_PINS * 8 == 1024 and L.PIN_SLOTS == 64 and L.PIN_WORDS == 2
+    assert (L.S_PINS + L.PIN_SLOTS * L.PIN_WORDS) * 8 <= L.SEGMENT_HEADER_BYTES
+
+
+def test_segment_state_word() -> None:
+    assert (L.SEG_WRITING, L.SEG_SEALED, L.SEG_PUBLISHED, L.SEG_POOLED, L.SEG_RECLAIMING) == (
+        1, 2, 3, 4, 5)
+    w = L.next_state(L.SEG_PUBLISHED, L.SEG_POOLED)
+    assert L.state_of(w) == L.SEG_POOLED and w >> L.STATE_BITS == 1
+    assert L.state_of(L.next_state(w, L.SEG_WRITING)) == L.SEG_WRITING
+    assert L.next_state(w, L.SEG_WRITING) >> 8 == 2
 
 
 def test_the_document_lists_the_same_offsets() -> None:
