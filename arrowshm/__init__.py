@@ -16,6 +16,7 @@ leaves behind is reclaimed by ``gc``.
 import contextlib
 
 from ._client import Client
+from ._build import TableBuilder, build
 from ._dataset import (
     DatasetInfo,
     Ref,
@@ -71,8 +72,10 @@ __all__ = [
     "StreamInfo",
     "StreamReader",
     "StreamWriter",
+    "TableBuilder",
     "WaitTimeoutError",
     "WriterExistsError",
+    "build",
     "delete",
     "gc",
     "get",

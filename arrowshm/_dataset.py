@@ -299,20 +299,10 @@ def put(name: str, data: Any, *, retain: int = 1, ttl: float | None = None) -> D
     seg_bytes = L.SEGMENT_HEADER_BYTES + data_bytes
     fp = schema_fingerprint(table.schema)
 
-    taken = get_pool(reg).take(seg_bytes)
-    if taken is not None:
-        seg_id, seg = taken  # a retired segment, pages already faulted in
-    else:
-        reg.reserve(seg_bytes)
-        seg_id = reg.new_segment_id()
-        try:
-            seg = Segment.create(reg.segment_name(seg_id), seg_bytes, populate=True)
-        except BaseException:
-            reg.release(seg_bytes)
-            raise
+    seg_id, seg, fresh = allocate_segment(reg, seg_bytes)
     published = False
     try:
-        _write_header(seg, L.KIND_DATASET, data_bytes, fresh=taken is None)
+        _write_header(seg, L.KIND_DATASET, data_bytes, fresh=fresh)
         end = L.SEGMENT_HEADER_BYTES + data_bytes
         out = pa.FixedSizeBufferWriter(  # (a slice of a py_buffer would be immutable)
             pa.py_buffer(memoryview(seg.mm)[L.SEGMENT_HEADER_BYTES:end])
@@ -332,6 +322,28 @@ def put(name: str, data: Any, *, retain: int = 1, ttl: float | None = None) -> D
         if not published:
             reclaim(reg, seg)
     return info
+
+
+def allocate_segment(reg: Registry, seg_bytes: int) -> tuple[int, Segment, bool]:
+    """A segment of at least *seg_bytes* in state WRITING: a recycled one from this
+    process's pool when one fits, else a new one. Returns (id, segment, fresh).
+
+    Raises
+    ------
+    QuotaExceededError, ShmFullError
+        For a new segment that does not fit (nothing is created).
+    """
+    taken = get_pool(reg).take(seg_bytes)
+    if taken is not None:
+        return taken[0], taken[1], False  # pages already faulted in
+    reg.reserve(seg_bytes)
+    seg_id = reg.new_segment_id()
+    try:
+        seg = Segment.create(reg.segment_name(seg_id), seg_bytes, populate=True)
+    except BaseException:
+        reg.release(seg_bytes)
+        raise
+    return seg_id, seg, True
 
 
 # segments this process published and still maps writable, for retirement into its pool
