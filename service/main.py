@@ -1,0 +1,108 @@
+"""The FastAPI application of ``arrowshm serve``."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+import arrowshm
+from arrowshm._registry import get_registry
+
+from . import errors
+from .config import Settings
+from .events import EventHub
+from .lifecycle import DatasetCatalog
+from .logs import get_logger, log_event
+from .reaper import Reaper
+from .routers import admin, datasets, events, health, streams
+
+_log = get_logger()
+OPEN_PATHS = frozenset({"/healthz"})
+
+
+class BearerAuth:
+    """Reject every request but /healthz without ``Authorization: Bearer <token>`` (401)."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        got = dict(scope["headers"]).get(b"authorization", b"")
+        if hmac.compare_digest(got, self.expected):
+            await self.app(scope, receive, send)
+            return
+        response = errors.error_response(
+            401, "Unauthorized",
+            "this service needs `Authorization: Bearer <token>` (--token / ARROWSHM_TOKEN)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+        await response(scope, receive, send)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    # the data plane reads the namespace from the environment at every call
+    os.environ["ARROWSHM_NAMESPACE"] = settings.namespace
+    reg = get_registry(settings.namespace)
+    app.state.registry = reg
+    app.state.catalog = DatasetCatalog(reg)
+    app.state.stopping = asyncio.Event()
+    reaper = Reaper(settings.namespace, settings.reaper_interval)
+    hub = EventHub(reg)
+    app.state.reaper = reaper
+    app.state.events = hub
+    await asyncio.to_thread(reaper.start)
+    hub.start()
+    log_event(_log, "service started", namespace=settings.namespace,
+              reaper_interval=settings.reaper_interval)
+    try:
+        yield
+    finally:
+        app.state.stopping.set()
+        hub.stop()
+        reaper.stop()
+        log_event(_log, "service stopped", namespace=settings.namespace)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the application for *settings* (``Settings.from_env()`` by default).
+
+    Raises
+    ------
+    InvalidNameError
+        When the namespace is invalid.
+    """
+    settings = settings or Settings.from_env()
+    app = FastAPI(
+        title="arrowshm control plane",
+        version=arrowshm.__version__,
+        summary="Lifecycle, quotas, reaper, events and metrics of one arrowshm namespace.",
+        description="Manages what the arrowshm data plane creates in shared memory; never "
+                    "on the data path. Errors are `{\"code\": <arrowshm exception class>, "
+                    "\"detail\": ..., \"fields\": {...}}`.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    errors.install(app)
+    for r in (health.router, datasets.router, streams.router, admin.router, events.router):
+        app.include_router(r)
+    if settings.token:
+        app.add_middleware(BearerAuth, token=settings.token)
+    return app
+
+
+def app_factory() -> Any:
+    """``uvicorn --factory arrowshm.service.main:app_factory``."""
+    return create_app()

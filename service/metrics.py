@@ -1,0 +1,111 @@
+"""Prometheus text exposition of the namespace's state (no FastAPI here)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from arrowshm.kernels.atomics import atomic_load
+
+from arrowshm import _layout as L
+from arrowshm._dataset import _expired
+from arrowshm._registry import Registry
+
+from .events import EventHub
+from .reaper import Reaper
+
+
+def _esc(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+class _Writer:
+    def __init__(self, namespace: str) -> None:
+        self.lines: list[str] = []
+        self.ns = namespace
+
+    def metric(self, name: str, kind: str, help_: str,
+               samples: list[tuple[dict[str, str], float]]) -> None:
+        full = f"arrowshm_{name}"
+        self.lines.append(f"# HELP {full} {help_}")
+        self.lines.append(f"# TYPE {full} {kind}")
+        for labels, value in samples:
+            all_labels = {"namespace": self.ns, **labels}
+            body = ",".join(f'{k}="{_esc(v)}"' for k, v in all_labels.items())
+            self.lines.append(f"{full}{{{body}}} {_num(value)}")
+
+    def one(self, name: str, kind: str, help_: str, value: float) -> None:
+        self.metric(name, kind, help_, [({}, value)])
+
+
+def _stream_lag_samples(reg: Registry, names: list[str]) -> list[tuple[dict[str, str], float]]:
+    try:
+        mod = importlib.import_module("arrowshm._stream")
+    except ImportError:
+        return []
+    fn = getattr(mod, "stream_info", None)
+    if fn is None:
+        return []
+    from .streams import reader_details
+
+    out: list[tuple[dict[str, str], float]] = []
+    for name in names:
+        try:
+            readers = reader_details(fn(name))
+        except Exception:
+            continue
+        for r in readers:
+            if r["lag"] is not None:
+                out.append(({"stream": name, "reader": str(r["reader_id"])}, float(r["lag"])))
+    return out
+
+
+def render(reg: Registry, reaper: Reaper | None, hub: EventHub | None) -> str:
+    """The Prometheus text of the namespace, its reaper and its event hub."""
+    w = reg.words
+    datasets = 0
+    streams: list[str] = []
+    for view in reg.entries():
+        if view.kind == L.KIND_DATASET and view.version and not _expired(view):
+            datasets += 1
+        elif view.kind == L.KIND_STREAM:
+            streams.append(view.name)
+    out = _Writer(reg.namespace)
+    out.one("datasets", "gauge", "Live datasets in the namespace.", datasets)
+    out.one("streams", "gauge", "Live streams in the namespace.", len(streams))
+    out.one("registry_entries", "gauge", "Registry entries in use.",
+            int(atomic_load(w, L.H_LIVE_ENTRIES)))
+    out.one("registry_capacity", "gauge", "Registry entries available in all.", reg.capacity)
+    out.one("bytes_used", "gauge", "Bytes of all live segments of the namespace.", reg.bytes_used)
+    out.one("quota_bytes", "gauge", "Byte quota of the namespace (0 = none).", reg.quota or 0)
+    out.one("puts_total", "counter", "Dataset versions published since the registry was created.",
+            int(atomic_load(w, L.H_STAT_PUTS)))
+    out.one("deletes_total", "counter", "Names deleted since the registry was created.",
+            int(atomic_load(w, L.H_STAT_DELETES)))
+    out.one("reaped_objects_total", "counter",
+            "Objects reclaimed by gc or the reaper since the registry was created.",
+            int(atomic_load(w, L.H_STAT_REAPED)))
+    out.one("events_seq", "counter", "Registry event count (publishes and deletes).",
+            reg.event_seq())
+    if reaper is not None:
+        out.one("reaper_runs_total", "counter", "Reaper runs by this service.", reaper.runs)
+        out.one("reaper_failures_total", "counter", "Reaper runs that failed.", reaper.failures)
+        out.metric("reaper_reclaimed_total", "counter",
+                   "Objects this service's reaper reclaimed, by reason.",
+                   [({"reason": r}, float(reaper.reclaimed[r]))
+                    for r in ("segment", "expired", "recovered", "reader")])
+        out.one("reaper_bytes_freed_total", "counter", "Bytes this service's reaper freed.",
+                reaper.bytes_freed)
+    if hub is not None:
+        out.metric("events_total", "counter", "Events this service observed, by kind.",
+                   [({"kind": "publish"}, float(hub.published)),
+                    ({"kind": "delete"}, float(hub.deleted))])
+        out.one("event_subscribers", "gauge", "Open /v1/events connections.", hub.subscribers)
+    lag: Any = _stream_lag_samples(reg, streams)
+    out.metric("stream_reader_lag", "gauge",
+               "Batches a stream reader is behind the writer (needs arrowshm._stream).", lag)
+    return "\n".join(out.lines) + "\n"

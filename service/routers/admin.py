@@ -1,0 +1,37 @@
+"""/v1/quota and /v1/gc."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from .. import lifecycle
+from ..dependencies import ReaperDep, RegistryDep
+from ..errors import error_responses
+from ..schemas import GcResult, Quota, QuotaUpdate
+
+router = APIRouter(prefix="/v1", tags=["lifecycle"])
+
+
+@router.get("/quota", summary="Namespace quota", response_model=Quota,
+            description="The byte quota the data plane enforces on every put, and the bytes "
+                        "in use.", responses=error_responses(401))
+def get_quota(reg: RegistryDep) -> dict[str, Any]:
+    return lifecycle.quota(reg)
+
+
+@router.put("/quota", summary="Set the namespace quota", response_model=Quota,
+            description="Stored in the registry; puts that would exceed it raise "
+                        "QuotaExceededError. Lowering it below the bytes in use deletes "
+                        "nothing.", responses=error_responses(401, 422))
+def put_quota(body: QuotaUpdate, reg: RegistryDep) -> dict[str, Any]:
+    return lifecycle.set_quota(reg, body.max_bytes)
+
+
+@router.post("/gc", summary="Run the reaper now", response_model=GcResult,
+             description="Reclaims expired datasets, segments of dead owners that no entry "
+                         "references, half-written versions and dead writers' locks.",
+             responses=error_responses(401))
+def run_gc(reaper: ReaperDep) -> dict[str, Any]:
+    return reaper.run_once()

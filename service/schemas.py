@@ -1,0 +1,153 @@
+"""Request and response bodies of the HTTP API (the OpenAPI document is the contract)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_U63 = (1 << 63) - 1
+NAME_PATTERN = r"^[A-Za-z0-9._:-][A-Za-z0-9._:/-]{0,199}$"
+NAME_DESCRIPTION = (
+    "Dataset or stream name: 1-200 letters, digits and `. _ - / :`, no empty `/`-component "
+    "and no `..` component (else 422 InvalidNameError)."
+)
+
+
+class ErrorBody(BaseModel):
+    """Every error response: the arrowshm exception class and a message."""
+
+    code: str = Field(description="Name of the arrowshm exception class "
+                                  "(e.g. NotFoundError); the Python client re-raises it.",
+                      examples=["NotFoundError"])
+    detail: str = Field(description="What went wrong and what to do about it.")
+    fields: dict[str, Any] = Field(default_factory=dict,
+                                   description="The error's facts (name, limit, requested …).")
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = Field(description="Always `ok` when the service answers.")
+    namespace: str = Field(description="The arrowshm namespace this service manages.")
+    version: str = Field(description="arrowshm version of the service.")
+
+
+class SchemaField(BaseModel):
+    name: str = Field(description="Column name.")
+    type: str = Field(description="Arrow type, as pyarrow prints it.")
+    nullable: bool = Field(description="Whether the column may hold nulls.")
+
+
+class DatasetSummary(BaseModel):
+    """What the registry holds for a dataset (no segment is opened)."""
+
+    name: str = Field(description="Dataset name; may contain `/`.")
+    kind: str = Field(description="Entry kind: `dataset`.")
+    version: int = Field(description="Current version: 1 for the first put, +1 per put.")
+    num_rows: int = Field(description="Rows of the current version.")
+    nbytes: int = Field(description="Bytes of the current version's Arrow IPC payload.")
+    segment_bytes: int = Field(description="Bytes of the current version's segment.")
+    created_at: dt.datetime | None = Field(description="When the name was first put (UTC).")
+    updated_at: dt.datetime | None = Field(description="When the current version was "
+                                                       "published (UTC).")
+    ttl_seconds: float | None = Field(description="Seconds after `updated_at` at which the "
+                                                  "dataset expires; null: never.")
+    expires_at: dt.datetime | None = Field(description="`updated_at` + ttl; null: never.")
+    retain: int = Field(description="How many versions are kept readable.")
+    versions: list[int] = Field(description="Retained versions, newest first.")
+    owner_pid: int = Field(description="Process that published the current version.")
+
+
+class DatasetDetail(DatasetSummary):
+    """A dataset with its schema and segment."""
+
+    segment: str = Field(description="POSIX shared-memory name of the current version.")
+    schema_: list[SchemaField] = Field(alias="schema", description="Columns of the current "
+                                                                   "version.")
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class DatasetList(BaseModel):
+    data: list[DatasetSummary] = Field(description="Datasets, sorted by name.")
+    count: int = Field(description="Datasets in the namespace (before offset/limit).")
+
+
+class DatasetPatch(BaseModel):
+    """Fields to change on the current version; absent fields stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+    ttl_seconds: float | None = Field(
+        default=None, gt=0, le=10**9,
+        description="New TTL in seconds, counted from the version's `updated_at`; "
+                    "null removes the TTL.",
+    )
+    retain: int | None = Field(default=None, ge=1, le=16,
+                               description="Versions to keep (1-16); lowering it frees the "
+                                           "older versions now.")
+
+
+class ReaderInfo(BaseModel):
+    reader_id: int = Field(description="Reader slot in the stream.")
+    pid: int | None = Field(default=None, description="Reader process id.")
+    cursor: int | None = Field(default=None, description="Next batch the reader will read.")
+    lag: int | None = Field(default=None, description="Batches behind the writer.")
+    held_batches: int | None = Field(default=None, description="Batches the reader still "
+                                                               "holds (leases).")
+    alive: bool | None = Field(default=None, description="Whether the reader process lives.")
+
+
+class StreamSummary(BaseModel):
+    name: str = Field(description="Stream name; may contain `/`.")
+    kind: str = Field(description="Entry kind: `stream`.")
+    version: int = Field(description="Registry version counter of the stream entry.")
+    batches_written: int = Field(description="Same as `version` (the registry's counter).")
+    num_rows: int = Field(description="Rows recorded in the registry entry.")
+    nbytes: int = Field(description="Data bytes recorded in the registry entry.")
+    segment_bytes: int = Field(description="Bytes of the stream's segment.")
+    created_at: dt.datetime | None = Field(description="When the stream was created (UTC).")
+    updated_at: dt.datetime | None = Field(description="Last registry update (UTC).")
+    owner_pid: int = Field(description="Process that owns (writes) the stream.")
+
+
+class StreamDetail(StreamSummary):
+    model_config = ConfigDict(extra="allow")
+    details_available: bool = Field(description="False when the stream module cannot "
+                                                "describe readers (registry view only).")
+    readers: list[ReaderInfo] | None = Field(description="Readers; null when not available.")
+
+
+class StreamList(BaseModel):
+    data: list[StreamSummary] = Field(description="Streams, sorted by name.")
+    count: int = Field(description="Number of streams.")
+
+
+class Quota(BaseModel):
+    namespace: str = Field(description="The namespace the quota applies to.")
+    max_bytes: int | None = Field(description="Byte quota of the namespace; null: none.")
+    bytes_used: int = Field(description="Bytes of all live segments of the namespace.")
+
+
+class QuotaUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_bytes: int | None = Field(ge=1, le=MAX_U63, description="New byte quota; null removes "
+                                                               "it. Puts that would exceed it "
+                                                               "fail with QuotaExceededError.")
+
+
+class GcResult(BaseModel):
+    segments: list[str] = Field(description="Shared-memory objects removed.")
+    bytes_freed: int = Field(description="Bytes returned.")
+    expired: list[str] = Field(description="Datasets deleted because their TTL passed.")
+    recovered: list[str] = Field(description="Entries whose dead writer left a lock or a "
+                                             "half-done publish.")
+    kept: int = Field(description="Unreferenced segments kept: a live process is writing them.")
+    readers_evicted: list[str] = Field(description="Dead stream readers evicted.")
+
+
+class EventData(BaseModel):
+    """The JSON of one `data:` line of /v1/events."""
+
+    name: str = Field(description="Dataset or stream name.")
+    version: int = Field(description="Version published (for a delete: the last version).")
+    kind: Literal["publish", "delete"] = Field(description="What happened.")
+    entry_kind: str = Field(description="`dataset` or `stream`.")
