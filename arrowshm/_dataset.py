@@ -15,6 +15,7 @@ columns and batches, not on bytes.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as _dt
 import hashlib
@@ -43,7 +44,7 @@ from ._pin import Pin, pin, reclaim, set_state, state_word
 from ._pool import get_pool
 from ._proc import identity
 from ._registry import EntryView, Registry, get_registry
-from ._segment import Segment
+from ._segment import Segment, object_stat
 
 __all__ = [
     "DatasetInfo",
@@ -115,6 +116,11 @@ class DatasetInfo:
         if self.ttl is None:
             return None
         return self.updated_at + _dt.timedelta(seconds=self.ttl)
+
+    def __repr__(self) -> str:
+        from ._display import dataset_info_repr
+
+        return dataset_info_repr(self)
 
     def _repr_html_(self) -> str:
         from ._display import dataset_info_html
@@ -346,8 +352,29 @@ def allocate_segment(reg: Registry, seg_bytes: int) -> tuple[int, Segment, bool]
     return seg_id, seg, True
 
 
-# segments this process published and still maps writable, for retirement into its pool
-_own: dict[tuple[str, int], Segment] = {}
+# Segments this process published, still mapped writable with their page tables
+# populated, so that retiring one into the pool and rewriting it later costs no
+# faults (remapping 512 MiB costs half a memcpy). Bounded, and pruned one entry per
+# put: a mapping whose segment another process removed (delete, TTL) would keep
+# its memory alive.
+_own: collections.OrderedDict[tuple[str, int], Segment] = collections.OrderedDict()
+_OWN_MAX = 16
+
+
+def prune_own() -> int:
+    """Drop mappings of published segments that no longer exist; returns how many."""
+    gone = [k for k, seg in _own.items() if object_stat(seg.name) is None]
+    for k in gone:
+        del _own[k]
+    return len(gone)
+
+
+def _remember_own(namespace: str, segment_id: int, seg: Segment) -> None:
+    _own[(namespace, segment_id)] = seg
+    _own.move_to_end((namespace, segment_id))
+    oldest_key, oldest = next(iter(_own.items()))
+    if len(_own) > _OWN_MAX or object_stat(oldest.name) is None:
+        del _own[oldest_key]
 
 
 def _retire(reg: Registry, segment_id: int) -> None:
@@ -440,7 +467,7 @@ def _publish(
             reg.write_record(slot, rec)
             # only now: PUBLISHED + unreferenced means "retired" to gc
             set_state(seg, L.SEG_PUBLISHED)
-        _own[(reg.namespace, seg_id)] = seg
+        _remember_own(reg.namespace, seg_id, seg)
         reg.count(L.H_STAT_PUTS)
         reg.notify_entry(slot)
         for sid in retired:
@@ -801,6 +828,9 @@ def info(name: str) -> DatasetInfo:
 def list_datasets() -> list[DatasetInfo]:
     """Every dataset of the current namespace, sorted by name.
 
+    The list is a :class:`arrowshm.DatasetList`, a ``list`` that prints as a
+    table (and as HTML in Jupyter).
+
     Raises
     ------
     InvalidNameError
@@ -818,7 +848,9 @@ def list_datasets() -> list[DatasetInfo]:
             continue  # replaced or deleted while listing
         out.append(_make_info(reg, view.name, view.record, schema, view.version,
                               reg.segment_name(seg_id)))
-    return sorted(out, key=lambda i: i.name)
+    from ._display import DatasetList
+
+    return DatasetList(sorted(out, key=lambda i: i.name))
 
 
 def delete(name: str) -> None:
@@ -842,6 +874,7 @@ def delete(name: str) -> None:
     for sid in set(removed.history()) | {removed.field(L.R_SEGMENT_ID)}:
         if sid:
             reg.unlink_segment(sid)
+            _own.pop((reg.namespace, sid), None)  # free the memory now, not at exit
     with _cache_lock:
         _cache.pop((reg.namespace, name), None)
 

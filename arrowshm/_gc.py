@@ -135,6 +135,9 @@ def _expire(reg: Registry, report: GcReport) -> None:
 
 def _reclaim_segments(reg: Registry, report: GcReport) -> None:
     report.pooled = _drain_own_pool(reg)  # an explicit gc frees this process's pool too
+    from ._dataset import prune_own
+
+    prune_own()
     # (segment id, mapping or None, state word seen, removable unless referenced)
     candidates: list[tuple[int, str, Segment | None, int, bool]] = []
     for shm in list_names(f"{SHM_PREFIX}{reg.namespace}-"):

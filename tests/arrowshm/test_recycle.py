@@ -143,3 +143,27 @@ def test_pooled_segments_count_against_the_quota_and_free_on_gc(namespace: str) 
     assert reg.bytes_used < used_with_pool
     arrowshm.delete("q")
     assert reg.bytes_used == 0
+
+
+def _mapped(path_fragment: str) -> bool:
+    with open("/proc/self/maps") as f:
+        return any(path_fragment in line for line in f)
+
+
+def test_a_producer_unmaps_versions_another_process_deleted(namespace: str) -> None:
+    info = arrowshm.put("del", stamped_table(1, 30_000))
+    shm_path = "/dev/shm" + info.segment
+    assert _mapped(shm_path)  # kept mapped for a cheap recycle later
+    proc = subprocess.run([sys.executable, "-c", "import arrowshm; arrowshm.delete('del')"],
+                          env=dict(os.environ), timeout=60)
+    assert proc.returncode == 0
+    arrowshm.gc()
+    flush_releases()
+    assert not _mapped(shm_path)  # its memory is not held alive by this process
+
+
+def test_deleting_in_the_producer_unmaps_at_once(namespace: str) -> None:
+    info = arrowshm.put("del2", stamped_table(1, 30_000))
+    arrowshm.delete("del2")
+    flush_releases()
+    assert not _mapped("/dev/shm" + info.segment)
