@@ -28,6 +28,7 @@ from ._dataset import (
     ref,
     wait,
 )
+from ._display import DatasetList
 from ._errors import (
     AccessDeniedError,
     ArrowShmError,
@@ -46,7 +47,9 @@ from ._errors import (
     WriterExistsError,
 )
 from ._gc import GcReport, gc
-from ._stream import ReaderInfo, StreamInfo, StreamReader, StreamWriter
+from ._interop import to_pandas
+from ._mirror import Mirror, mirror
+from ._stream import ReaderInfo, StreamInfo, StreamReader, StreamWriter, stream_info
 
 __version__ = "0.1.0"
 
@@ -57,10 +60,12 @@ __all__ = [
     "ConflictError",
     "CorruptSegmentError",
     "DatasetInfo",
+    "DatasetList",
     "FormatVersionError",
     "GcReport",
     "InvalidArgumentError",
     "InvalidNameError",
+    "Mirror",
     "NotFoundError",
     "QuotaExceededError",
     "ReaderInfo",
@@ -81,8 +86,11 @@ __all__ = [
     "get",
     "info",
     "list_datasets",
+    "mirror",
     "put",
     "ref",
+    "stream_info",
+    "to_pandas",
     "wait",
 ]
 

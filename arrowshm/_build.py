@@ -514,9 +514,8 @@ def build(
 ) -> TableBuilder:
     """Allocate the next version of dataset *name* in shared memory, to fill in place.
 
-    >>> with arrowshm.build("m", pa.schema([("x", pa.float64())]), 1_000_000) as b:
-    ...     b["x"][:] = np.random.random(1_000_000)   # written straight into shared memory
-    ... # leaving the block seals: published with no copy
+    Leaving the ``with`` block seals the builder: the version is published
+    atomically, with no copy (see the example below).
 
     Parameters
     ----------
@@ -544,6 +543,12 @@ def build(
         When the segment does not fit (nothing is created).
     ConflictError
         When *name* is a stream.
+
+    Examples
+    --------
+    >>> schema = pa.schema([("x", pa.float64())])
+    >>> with arrowshm.build("m", schema, 1_000_000) as b:
+    ...     np.copyto(b["x"], np.random.random(1_000_000))  # straight into shared memory
     """
     validate_name(name)
     if not isinstance(schema, pa.Schema):

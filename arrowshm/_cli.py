@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from ._display import human_age, human_bytes, table
 
@@ -92,9 +93,16 @@ def _cmd_rm(args: argparse.Namespace) -> int:
 
 
 def _cmd_gc(args: argparse.Namespace) -> int:
+    from ._display import Spinner
     from ._gc import gc
+    from ._names import SHM_PREFIX, current_namespace
+    from ._segment import list_names
 
-    report = gc()
+    ns = current_namespace()
+    objects = len(list_names(f"{SHM_PREFIX}{ns}-")) if sys.stderr.isatty() else 0
+    with Spinner(f"arrowshm gc: checking {objects:,} shared-memory object(s) of namespace "
+                 f"{ns!r}", sys.stderr):
+        report = gc()
     for name in report.expired:
         print(f"expired  {name}")
     for name in report.recovered:
@@ -113,6 +121,62 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from ._demo import run_demo
 
     return run_demo(size_mb=args.size_mb)
+
+
+def _cmd_mirror(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from ._mirror import Mirror, mirror_statuses
+    from ._names import current_namespace
+
+    if args.status or args.uri is None:
+        statuses = mirror_statuses()
+        if args.json:
+            print(json.dumps([{**vars(s), "version_lag": s.version_lag,
+                               "staleness_s": round(s.staleness_s, 3)} for s in statuses]))
+        elif not statuses:
+            print(f"no mirrors in namespace {current_namespace()!r}")
+        else:
+            print(table(["LOCAL", "REMOTE", "STATE", "REMOTE V", "MIRRORED V", "LAG",
+                         "STALE", "ERROR"],
+                        [[s.local_name, f"{s.remote_name} @ {s.remote}", s.state,
+                          s.remote_version, s.mirrored_version, s.version_lag,
+                          f"{s.staleness_s:.1f} s", s.error[:60]] for s in statuses],
+                        right=[3, 4, 5, 6]))
+        return 0
+    if args.name is None:
+        raise SystemExit("arrowshm mirror: give URI and NAME (or --status)")
+    tls_roots = args.tls_root_cert.read_bytes() if args.tls_root_cert else None
+    m = Mirror(args.uri, args.name, local_name=args.local_name, token=args.token,
+               tls_root_certs=tls_roots, kind=args.kind, retain=args.retain,
+               poll_timeout=args.poll)
+    stop = threading.Event()
+
+    def _on_signal(sig: int, frame: object) -> None:
+        stop.set()
+
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, _on_signal)
+    print(f"arrowshm mirror: {args.name} @ {args.uri} -> {m.local_name} "
+          f"(namespace {current_namespace()!r})", flush=True)
+    m.start()
+    last = 0
+    state = ""
+    while not stop.wait(0.1):
+        st = m.status
+        if st.state != state:
+            state = st.state
+            if state == "reconnecting":
+                print(f"arrowshm mirror: remote unreachable, reconnecting ({st.error})",
+                      file=sys.stderr, flush=True)
+        if st.mirrored_version != last and st.local_version:
+            last = st.mirrored_version
+            print(f"mirrored version {last} as local version {st.local_version}", flush=True)
+        if st.state == "ended":
+            break
+    m.stop()
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,6 +200,25 @@ def build_parser() -> argparse.ArgumentParser:
     rm.set_defaults(func=_cmd_rm)
     g = sub.add_parser("gc", help="reclaim segments that crashed or finished processes left")
     g.set_defaults(func=_cmd_gc)
+    mi = sub.add_parser("mirror", help="keep a remote dataset or stream (arrowshm serve "
+                        "--flight) mirrored into local shared memory",
+                        description="Follow NAME at URI (grpc://HOST:PORT of arrowshm serve "
+                        "--flight) and publish each new version locally; runs until SIGINT "
+                        "or SIGTERM. --status lists the namespace's mirrors and their lag.")
+    mi.add_argument("uri", nargs="?", help="grpc://HOST:PORT or grpc+tls://HOST:PORT")
+    mi.add_argument("name", nargs="?", help="remote dataset or stream")
+    mi.add_argument("--as", dest="local_name", default=None, metavar="LOCAL_NAME",
+                    help="local name (default: NAME)")
+    mi.add_argument("--token", default=None, help="remote token (default: $ARROWSHM_TOKEN)")
+    mi.add_argument("--tls-root-cert", type=Path, default=None, metavar="PEM",
+                    help="CA certificate of a grpc+tls remote")
+    mi.add_argument("--kind", default="auto", choices=["auto", "dataset", "stream"])
+    mi.add_argument("--retain", type=int, default=1, help="local versions kept (default 1)")
+    mi.add_argument("--poll", type=float, default=5.0, metavar="SECONDS",
+                    help="long-poll length (default 5)")
+    mi.add_argument("--status", action="store_true", help="list this namespace's mirrors")
+    mi.add_argument("--json", action="store_true", help="with --status: machine-readable")
+    mi.set_defaults(func=_cmd_mirror)
     try:
         from .service.cli import add_serve_parser
     except ImportError:

@@ -1,15 +1,25 @@
-"""Human-readable renderings (terminal tables and notebook HTML)."""
+"""Human-readable renderings (terminal tables and notebook HTML).
+
+Every ``_repr_html_`` of the public info classes is built here, so notebooks,
+the CLI and reprs agree on units (``human_bytes``) and ages (``human_age``).
+All user-controlled text (dataset names, column names, types) is escaped.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
 import html
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from ._dataset import DatasetInfo
+    import pyarrow as pa
 
+    from ._dataset import DatasetInfo
+    from ._stream import ReaderInfo, StreamInfo
 
 def human_bytes(n: int) -> str:
     """``1536`` → ``'1.5 KiB'``."""
@@ -44,15 +54,195 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]],
     return "\n".join(lines)
 
 
+def _e(value: object) -> str:
+    return html.escape(str(value))
+
+
+def _html_table(headers: Sequence[str], rows: Iterable[Sequence[object]],
+                right: Sequence[int] = ()) -> str:
+    """An HTML table; every cell is escaped."""
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(
+            f'<td style="text-align:right">{_e(c)}</td>' if i in right else f"<td>{_e(c)}</td>"
+            for i, c in enumerate(r)
+        ) + "</tr>"
+        for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _schema_html(schema: pa.Schema) -> str:
+    return _html_table(["column", "type"], ([f.name, f.type] for f in schema))
+
+
+def _schema_short(schema: pa.Schema, limit: int = 4) -> str:
+    """``'x: int64, s: string, … (+3)'``."""
+    parts = [f"{f.name}: {f.type}" for f in list(schema)[:limit]]
+    if len(schema) > limit:
+        parts.append(f"… (+{len(schema) - limit})")
+    return ", ".join(parts)
+
+
+# -- datasets --------------------------------------------------------------------------------
+
+
+def dataset_info_repr(info: DatasetInfo) -> str:
+    """One line: ``<arrowshm.DatasetInfo 'prices' v3: 2 rows, 1.2 KiB, updated 5s ago, …>``."""
+    ttl = "" if info.ttl is None else f", ttl {info.ttl:g} s"
+    return (
+        f"<arrowshm.DatasetInfo {info.name!r} v{info.version}: {info.num_rows:,} rows, "
+        f"{human_bytes(info.nbytes)}, updated {human_age(info.updated_at)} ago{ttl}; "
+        f"{_schema_short(info.schema)}>"
+    )
+
+
 def dataset_info_html(info: DatasetInfo) -> str:
-    """An HTML summary of a dataset version for notebooks."""
-    fields = "".join(
-        f"<tr><td><code>{html.escape(f.name)}</code></td><td>{html.escape(str(f.type))}</td></tr>"
-        for f in info.schema
+    """An HTML summary of a dataset version for notebooks: name, version, rows,
+    size, age, TTL and the schema."""
+    ttl = "" if info.ttl is None else f" &middot; ttl {info.ttl:g} s"
+    retained = ""
+    if len(info.versions) > 1:
+        retained = f" (retained: {_e(', '.join(map(str, info.versions)))})"
+    return (
+        f"<div><b>arrowshm dataset</b> <code>{_e(info.name)}</code> "
+        f"v{info.version}{retained} &middot; {info.num_rows:,} rows &middot; "
+        f"{_e(human_bytes(info.nbytes))} &middot; updated {_e(human_age(info.updated_at))} ago"
+        f"{ttl} &middot; namespace <code>{_e(info.namespace)}</code>"
+        f"{_schema_html(info.schema)}</div>"
+    )
+
+
+_LIST_HEADERS = ["name", "version", "rows", "size", "age", "ttl", "columns"]
+
+
+def _list_rows(infos: Sequence[DatasetInfo]) -> list[list[object]]:
+    return [
+        [i.name, i.version, f"{i.num_rows:,}", human_bytes(i.nbytes), human_age(i.updated_at),
+         "" if i.ttl is None else f"{i.ttl:g} s", _schema_short(i.schema, 3)]
+        for i in infos
+    ]
+
+
+class DatasetList(list["DatasetInfo"]):
+    """The datasets of a namespace, as :func:`arrowshm.list_datasets` returns them.
+
+    A plain ``list`` of :class:`DatasetInfo` that prints as an aligned table
+    in a terminal and as an HTML table in Jupyter (name, version, rows, size,
+    age, TTL, columns).
+    """
+
+    def __repr__(self) -> str:
+        if not self:
+            return "<arrowshm.DatasetList: no datasets>"
+        return table([h.upper() for h in _LIST_HEADERS], _list_rows(self), right=[1, 2, 3, 4])
+
+    def _repr_html_(self) -> str:
+        if not self:
+            return "<div><b>arrowshm</b>: no datasets</div>"
+        n = len(self)
+        return (
+            f"<div><b>arrowshm</b>: {n} dataset{'s' if n != 1 else ''}"
+            f"{_html_table(_LIST_HEADERS, _list_rows(self), right=[1, 2, 3, 4])}</div>"
+        )
+
+
+# -- streams ---------------------------------------------------------------------------------
+
+_READER_HEADERS = ["id", "pid", "state", "cursor", "lag", "held", "missed", "idle"]
+
+
+def _reader_row(r: ReaderInfo) -> list[object]:
+    return [r.reader_id, r.pid, r.state if r.alive else "dead", f"{r.cursor:,}", f"{r.lag:,}",
+            r.held_batches, f"{r.missed:,}", f"{r.idle_s:.1f}s"]
+
+
+def reader_info_repr(r: ReaderInfo) -> str:
+    """One line: ``<arrowshm.ReaderInfo 0 pid 123 active: cursor 5, lag 2, …>``."""
+    state = r.state if r.alive else "dead"
+    return (f"<arrowshm.ReaderInfo {r.reader_id} pid {r.pid} {state}: cursor {r.cursor:,}, "
+            f"lag {r.lag:,}, {r.held_batches} held, {r.missed:,} missed, idle {r.idle_s:.1f}s>")
+
+
+def reader_info_html(r: ReaderInfo) -> str:
+    """One reader as a one-row HTML table."""
+    return _html_table(_READER_HEADERS, [_reader_row(r)], right=[3, 4, 5, 6, 7])
+
+
+def stream_info_repr(s: StreamInfo) -> str:
+    """One line: ``<arrowshm.StreamInfo 'ticks' open, block: 12 batches, …>``."""
+    return (
+        f"<arrowshm.StreamInfo {s.name!r} {s.state}, {s.mode}: {s.cursor:,} batches, "
+        f"{s.rows_written:,} rows, {human_bytes(s.bytes_written)} written; "
+        f"{len(s.readers)} reader{'s' if len(s.readers) != 1 else ''}; "
+        f"capacity {human_bytes(s.capacity_bytes)}; {_schema_short(s.schema)}>"
+    )
+
+
+def stream_info_html(s: StreamInfo) -> str:
+    """An HTML summary of a stream for notebooks: state, writer, cursors,
+    schema and a table of its readers."""
+    blocked = f", blocked for {s.writer_waiting_s:.1f} s" if s.writer_waiting_s else ""
+    readers = (
+        _html_table(_READER_HEADERS, [_reader_row(r) for r in s.readers], right=[3, 4, 5, 6, 7])
+        if s.readers else "<div>no readers</div>"
     )
     return (
-        f"<div><b>arrowshm dataset</b> <code>{html.escape(info.name)}</code> "
-        f"v{info.version} &middot; {info.num_rows:,} rows &middot; {human_bytes(info.nbytes)}"
-        f" &middot; updated {human_age(info.updated_at)} ago"
-        f"<table><tr><th>column</th><th>type</th></tr>{fields}</table></div>"
+        f"<div><b>arrowshm stream</b> <code>{_e(s.name)}</code> "
+        f"session {s.session} &middot; {_e(s.state)} &middot; mode {_e(s.mode)} &middot; "
+        f"writer pid {s.writer_pid}{_e(blocked)} &middot; {s.cursor:,} batches, "
+        f"{s.rows_written:,} rows, {_e(human_bytes(s.bytes_written))} written &middot; "
+        f"capacity {_e(human_bytes(s.capacity_bytes))} in {s.slots:,} slots"
+        f"{_schema_html(s.schema)}{readers}</div>"
     )
+
+
+# -- progress --------------------------------------------------------------------------------
+
+
+class Spinner:
+    """A one-line progress indicator on a terminal, for operations a person waits on.
+
+    Redraws ``<frame> <message> <elapsed>`` every 0.1 s from a daemon thread
+    while the ``with`` block runs, and erases the line at the end. Does nothing
+    unless *stream* is a TTY, so pipes, files and logs never see control
+    characters.
+    """
+
+    _FRAMES = "|/-\\"
+
+    def __init__(self, message: str, stream: TextIO) -> None:
+        self.message = message
+        self.stream = stream
+        self.enabled = bool(getattr(stream, "isatty", lambda: False)())
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start = 0.0
+
+    def _draw(self, frame: int) -> None:
+        elapsed = time.monotonic() - self._start
+        self.stream.write(f"\r{self._FRAMES[frame % 4]} {self.message} {elapsed:.1f}s\x1b[K")
+        self.stream.flush()
+
+    def _run(self) -> None:
+        frame = 1
+        while not self._stop.wait(0.1):
+            self._draw(frame)
+            frame += 1
+
+    def __enter__(self) -> Spinner:
+        if self.enabled:
+            self._start = time.monotonic()
+            self._draw(0)
+            self._thread = threading.Thread(target=self._run, name="arrowshm-progress",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()

@@ -22,7 +22,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         reaper_interval=args.reaper_interval,
         log_level=args.log_level,
     )
-    return serve(settings)
+    flight = None
+    if args.flight is not None:
+        from .flight import FlightSettings
+
+        flight = FlightSettings(uri=args.flight, token=settings.token or "",
+                                tls_cert=args.flight_tls_cert, tls_key=args.flight_tls_key)
+    return serve(settings, flight=flight)
 
 
 def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
@@ -43,5 +49,12 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
                    help="seconds between reaper runs (default 2)")
     p.add_argument("--log-level", default=None,
                    choices=["debug", "info", "warning", "error"], help="default info")
+    p.add_argument("--flight", default=None, metavar="URI",
+                   help="also serve Arrow Flight at URI, e.g. grpc://127.0.0.1:8815 "
+                        "(off by default; needs the token; see docs/FLIGHT.md)")
+    p.add_argument("--flight-tls-cert", type=Path, default=None, metavar="PEM",
+                   help="TLS certificate chain of the Flight endpoint")
+    p.add_argument("--flight-tls-key", type=Path, default=None, metavar="PEM",
+                   help="TLS private key of the Flight endpoint")
     p.set_defaults(func=_cmd_serve)
     return p

@@ -64,6 +64,18 @@ def _stream_lag_samples(reg: Registry, names: list[str]) -> list[tuple[dict[str,
     return out
 
 
+def _mirror_samples(namespace: str) -> list[tuple[dict[str, str], int, float]]:
+    """(labels, version lag, staleness) of every mirror whose status record is in
+    *namespace* (see ``arrowshm._mirror``)."""
+    try:
+        from arrowshm._mirror import mirror_statuses
+    except ImportError:
+        return []
+    return [({"mirror": s.local_name, "remote": f"{s.remote_name}@{s.remote}",
+              "state": s.state}, s.version_lag, round(s.staleness_s, 3))
+            for s in mirror_statuses(namespace)]
+
+
 def render(reg: Registry, reaper: Reaper | None, hub: EventHub | None) -> str:
     """The Prometheus text of the namespace, its reaper and its event hub."""
     w = reg.words
@@ -105,6 +117,13 @@ def render(reg: Registry, reaper: Reaper | None, hub: EventHub | None) -> str:
                    [({"kind": "publish"}, float(hub.published)),
                     ({"kind": "delete"}, float(hub.deleted))])
         out.one("event_subscribers", "gauge", "Open /v1/events connections.", hub.subscribers)
+    mirrors = _mirror_samples(reg.namespace)
+    out.metric("mirror_version_lag", "gauge",
+               "Remote versions a mirror into this namespace has not published yet.",
+               [(labels, float(lag_)) for labels, lag_, _ in mirrors])
+    out.metric("mirror_staleness_seconds", "gauge",
+               "Seconds since a mirror into this namespace was last in sync (0: in sync).",
+               [(labels, stale) for labels, _, stale in mirrors])
     lag: Any = _stream_lag_samples(reg, streams)
     out.metric("stream_reader_lag", "gauge",
                "Batches a stream reader is behind the writer (needs arrowshm._stream).", lag)

@@ -27,6 +27,7 @@ from arrowshm._errors import AccessDeniedError, InvalidArgumentError
 
 from . import errors
 from .config import Settings
+from .flight import FlightSettings, start_flight
 from .logs import configure, get_logger, log_event
 from .main import create_app
 
@@ -85,13 +86,21 @@ def bind_unix(path: Path) -> socket.socket:
         When a live service already listens at *path*.
     """
     directory = path.parent
+    existed = directory.exists()
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     st = directory.stat()
-    if st.st_uid != os.getuid():
+    runtime_dir = directory.name.startswith("arrowshm")  # the default location's directory
+    if runtime_dir and st.st_uid != os.getuid():
         raise AccessDeniedError(f"{directory} belongs to uid {st.st_uid}; choose --socket",
                                 path=str(directory))
     if stat.S_IMODE(st.st_mode) & 0o077:
-        os.chmod(directory, 0o700)
+        if runtime_dir or not existed:
+            os.chmod(directory, 0o700)
+        else:
+            # never change the mode of a directory we did not make (such as /tmp): the
+            # socket itself is 0600 and every peer's uid is checked
+            _log.warning("socket directory %s is open to other users; the socket is 0600 "
+                         "and peers are checked, but a private directory is safer", directory)
     if path.exists():
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -141,8 +150,11 @@ class _Server(uvicorn.Server):
         self.should_exit = True
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, flight: FlightSettings | None = None) -> int:
     """Run the service until SIGTERM or SIGINT; returns the exit status.
+
+    With *flight*, an Arrow Flight endpoint (:mod:`arrowshm.service.flight`) runs
+    beside the HTTP API in the same process and stops with it.
 
     Raises
     ------
@@ -170,9 +182,17 @@ def serve(settings: Settings) -> int:
     server = _Server(config)
     print(f"arrowshm serve: namespace {settings.namespace!r} listening on {where}", flush=True)
     log_event(_log, "listening", address=where, namespace=settings.namespace)
+    flight_server = None
     try:
+        if flight is not None:
+            os.environ["ARROWSHM_NAMESPACE"] = settings.namespace
+            flight_server = start_flight(flight)
+            print(f"arrowshm serve: namespace {settings.namespace!r} flight on "
+                  f"{flight_server.location}", flush=True)
         server.run(sockets=[sock])
     finally:
+        if flight_server is not None:
+            flight_server.stop()
         sock.close()
         if path is not None:
             try:

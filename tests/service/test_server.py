@@ -333,3 +333,16 @@ def test_stale_socket_file_is_replaced(sock_path: Path) -> None:
 def _no_token_in_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("ARROWSHM_TOKEN", raising=False)
     yield
+
+
+@pytest.mark.timeout(120)
+def test_a_socket_in_a_shared_directory_leaves_that_directory_alone(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)  # like /tmp
+    sock = shared / "svc.sock"
+    with ServeProcess("--socket", str(sock)):
+        assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+        assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+        with arrowshm.Client(sock) as c:
+            assert c.health()["namespace"] == current_namespace()
