@@ -20,6 +20,11 @@ def _cmd_ls(args: argparse.Namespace) -> int:
     reg = get_registry(current_namespace())
     rows = []
     import datetime as dt
+    import time
+
+    from ._mirror import mirror_statuses
+
+    mirrors = {m.local_name: m for m in mirror_statuses()}
 
     for view in sorted(reg.entries(), key=lambda v: v.name):
         kind = L.KIND_NAMES.get(view.kind, "?")
@@ -34,6 +39,14 @@ def _cmd_ls(args: argparse.Namespace) -> int:
                 extra = stream_summary(reg, view)
             except Exception as exc:  # a stream being torn down: still list it
                 extra = f"({exc})"
+        m = mirrors.get(view.name)
+        if m is not None:  # a mirror of a remote dataset: how far behind it is
+            lag = max(0, m.remote_version - m.mirrored_version)
+            stale = max(0.0, time.time() - m.synced_at) if lag or m.state != "live" else 0.0
+            extra = (extra + "; " if extra else "") + (
+                f"mirror of {m.remote_name}@{m.remote} ({m.state}, {lag} behind, "
+                f"stale {stale:.1f}s)"
+            )
         rows.append([
             view.name, kind, view.version, f"{view.field(L.R_NUM_ROWS):,}",
             human_bytes(view.field(L.R_DATA_BYTES)), human_age(updated), extra,

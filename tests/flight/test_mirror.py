@@ -150,6 +150,10 @@ def test_arrowshm_mirror_command_mirrors_until_sigterm(remote_ns: str) -> None:
             while not any("mirrored version 2" in x for x in seen):
                 seen.append(lines.get(timeout=60))
             assert arrowshm.get("cli/dst").equals(make_table(20, seed=6))
+            ls = subprocess.run([sys.executable, "-m", "arrowshm._cli", "ls"],
+                                capture_output=True, text=True, timeout=60)
+            row = next(line for line in ls.stdout.splitlines() if line.startswith("cli/dst"))
+            assert "mirror of cli/src@" in row and "behind" in row  # staleness in `ls`
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
