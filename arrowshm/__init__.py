@@ -15,8 +15,8 @@ leaves behind is reclaimed by ``gc``.
 
 import contextlib
 
-from ._client import Client
 from ._build import TableBuilder, build
+from ._client import Client
 from ._dataset import (
     DatasetInfo,
     Ref,

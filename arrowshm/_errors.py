@@ -18,7 +18,7 @@ does not know arrowshm still handles it sensibly::
     │   └── FormatVersionError                  written by an incompatible arrowshm format
     ├── ConflictError                           the object is in a state that forbids this
     │   └── WriterExistsError                   a live writer already owns the stream
-    └── StreamClosedError                       writing to a closed stream
+    └── StreamClosedError                       closed stream written, or dead writer's read
 
 Errors carry their facts as attributes (``limit``, ``requested``, ``name`` …)
 beside the message; kernels never raise, they return status codes that
@@ -137,4 +137,5 @@ class WriterExistsError(ConflictError):
 
 
 class StreamClosedError(ArrowShmError):
-    """Raised when writing to a stream its writer has closed."""
+    """Raised when writing to a stream its writer has closed, or when reading a
+    stream whose writer died without closing it (once its batches are drained)."""

@@ -264,7 +264,7 @@ def align(value: int, to: int = CACHE_LINE) -> int:
 # 4168   readers_offset       byte offset of reader slot 0 (64-byte aligned)
 # 4176   ring_offset          byte offset of descriptor 0 (64-byte aligned)
 # 4184   arena_offset         byte offset of the arena (4096-byte aligned)
-# 4192   slot_bytes           64 (one cache line per reader)
+# 4192   slot_bytes           512 (a cursor line and a pin table per reader)
 # 4200   desc_bytes           32
 # 4224   writer_pid           pid of the writer of this session
 # 4232   writer_start         its start time (clock ticks since boot)
@@ -285,11 +285,28 @@ def align(value: int, to: int = CACHE_LINE) -> int:
 # 4440   gating_reader        1 + slot of the first reader in its way (0: none)
 # 4448   evicted              dead readers evicted
 # 4456   waits                writes that had to wait for space
+# 4464   skipped              arena bytes the writer jumped over (pinned by readers)
 # 4608   schema               Arrow IPC schema message, ``schema_bytes`` long
-# R      readers[max_readers] 64 bytes each: pid, start, state (FREE 0, ACTIVE 1,
-#                             DRAINING 2), release, read, held, missed, heartbeat
+# R      readers[max_readers] 512 bytes each (below)
 # D      ring[n_slots]        32 bytes each: seq + 1, vstart, length, rows
 # A      arena[arena_bytes]   Arrow IPC record batch messages (8-byte aligned)
+# ====== ==================== ==================================================
+#
+# Reader slot (512 bytes, 64-byte aligned; only its reader writes it, except
+# eviction of a dead reader):
+#
+# ====== ==================== ==================================================
+# +0     pid                  owner (0 = free; claimed by compare-and-swap)
+# +8     start                owner's start time (clock ticks since boot)
+# +16    state                FREE 0, ACTIVE 1, DRAINING 2 (closed, still holding)
+# +24    read                 next sequence it will claim
+# +32    held                 batches it holds (returned, not yet freed)
+# +40    missed               batches lost to overwrite mode
+# +48    heartbeat            CLOCK_MONOTONIC ns of its last read
+# +64    pins_seq             seqlock over pins_n and the spans (odd: changing)
+# +72    pins_n               spans in use (<= PIN_SPANS)
+# +96    spans[13]            32 bytes each: first seq, last seq, v0, v1 - the
+#                             virtual arena bytes [v0, v1) it pins
 # ====== ==================== ==================================================
 #
 # ``ST_*`` are absolute word indices (byte offset / 8); ``RD_*`` and ``DESC_*``
@@ -336,6 +353,7 @@ ST_GATED_SINCE = 554
 ST_GATING_READER = 555
 ST_EVICTED = 556
 ST_WAITS = 557
+ST_SKIPPED = 558
 
 STREAM_BLOCK = 0
 STREAM_OVERWRITE = 1
@@ -344,15 +362,19 @@ STREAM_OPEN = 0
 STREAM_CLOSED = 1
 STREAM_ABORTED = 2
 
-SLOT_BYTES = 64  # one reader slot per cache line
+SLOT_BYTES = 512  # eight cache lines per reader: cursor line, then its pin table
 RD_PID = 0
 RD_START = 1
 RD_STATE = 2
-RD_RELEASE = 3
-RD_READ = 4
-RD_HELD = 5
-RD_MISSED = 6
-RD_HEARTBEAT = 7
+RD_READ = 3
+RD_HELD = 4
+RD_MISSED = 5
+RD_HEARTBEAT = 6
+RD_PINS_SEQ = 8
+RD_PINS_N = 9
+RD_SPANS = 12
+SPAN_WORDS = 4
+PIN_SPANS = 13
 RD_FREE = 0
 RD_ACTIVE = 1
 RD_DRAINING = 2

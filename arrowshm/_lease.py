@@ -4,30 +4,35 @@ A batch a :class:`~arrowshm.StreamReader` returns wraps arena memory in one
 ``pyarrow.foreign_buffer`` whose *base* is a :class:`Lease`; every buffer of
 the batch is a slice of it and keeps it alive. When Python frees the last of
 them (the batch, a column kept from it, a numpy view of a column ...), the
-lease's ``__del__`` runs and releases the batch's sequence.
+lease's ``__del__`` runs and releases the batch.
+
+While held, a batch's arena bytes are *pinned*: the reader's slot lists them
+as a few byte spans that the writer jumps over (see
+:mod:`arrowshm.kernels.ring`). Releasing a batch shrinks or splits its span
+through :func:`~arrowshm.kernels.ring.ring_unpin`, which needs the batch's
+neighbours among the batches still held: :class:`ReleaseLog` keeps them, as
+a sorted list of held sequences and their byte ranges.
 
 Releases arrive in any order and from any thread, including from the garbage
 collector in the middle of a read on the same thread. :class:`ReleaseLog`
 therefore never blocks in a finalizer: it appends the sequence to a queue and
 applies the queue only if it can take the lock without waiting; whoever holds
 the lock applies the queue after releasing it (:meth:`ReleaseLog.drain`), so
-no release is ever stranded. Applying a release clears the sequence's held
-flag and advances the reader's release cursor over the contiguous run of
-released sequences; the new cursor goes to shared memory through
-:func:`arrowshm.kernels.ring.ring_release`, which wakes the writer if it is
-waiting for that space.
+no release is ever stranded.
 """
 
 from __future__ import annotations
 
+import bisect
 import collections
+import contextlib
 import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-from .kernels.ring import ring_reader_detach, ring_reader_drain, ring_release
+from .kernels.ring import ring_reader_detach, ring_reader_drain, ring_unpin
 
 if TYPE_CHECKING:
     from ._segment import Segment
@@ -42,10 +47,8 @@ class ReleaseLog:
     ----------
     read : int
         Next sequence the reader will claim (mirror of the slot's ``read``).
-    release : int
-        Every sequence below it is released (mirror of the slot's ``release``).
-    held : int
-        Batches claimed and not yet released.
+    held : list of int
+        Sequences claimed and not yet released, ascending.
     missed : int
         Batches skipped because the writer lapped the reader (overwrite mode).
     """
@@ -53,18 +56,16 @@ class ReleaseLog:
     __slots__ = (
         "closing",
         "detached",
-        "flags",
         "geo",
         "held",
         "lock",
-        "mask",
         "missed",
         "pending",
         "pid",
         "read",
-        "release",
         "segment",
         "slot",
+        "spans",
         "w32",
         "words",
     )
@@ -74,7 +75,6 @@ class ReleaseLog:
         segment: Segment,
         geo: npt.NDArray[np.uint64],
         slot: int,
-        n_slots: int,
         pid: int,
         start_seq: int,
     ) -> None:
@@ -84,11 +84,9 @@ class ReleaseLog:
         self.geo = geo
         self.slot = slot
         self.pid = pid
-        self.mask = n_slots - 1
-        self.flags = bytearray(n_slots)  # 1 = claimed and not released, by seq % n_slots
         self.read = start_seq
-        self.release = start_seq
-        self.held = 0
+        self.held: list[int] = []
+        self.spans: dict[int, tuple[int, int]] = {}  # seq -> (v0, v1) of held batches
         self.missed = 0
         self.lock = threading.Lock()
         self.pending: collections.deque[int] = collections.deque()
@@ -97,37 +95,45 @@ class ReleaseLog:
 
     # -- called with ``lock`` held ----------------------------------------------------
 
-    def claimed(self, seq: int, read: int, release: int, missed: int) -> None:
+    def claimed(self, seq: int, v0: int, v1: int, read: int, missed: int) -> None:
         """Record the outcome of a claim kernel call (*seq* < 0: nothing claimed)."""
         self.read = read
-        self.release = release
         self.missed += missed
         if seq >= 0:
-            self.flags[seq & self.mask] = 1
-            self.held += 1
+            self.held.append(seq)  # claims ascend: the list stays sorted
+            self.spans[seq] = (v0, v1)
 
     def _apply(self) -> None:
-        moved = False
         pending = self.pending
-        flags = self.flags
-        mask = self.mask
+        held = self.held
+        spans = self.spans
         while pending:
             seq = pending.popleft()
-            flags[seq & mask] = 0
-            self.held -= 1
-            if seq == self.release:
-                moved = True
-        if moved:
-            rel = self.release
-            read = self.read
-            while rel < read and not flags[rel & mask]:
-                rel += 1
-            self.release = rel
-        if self.detached:
-            return
-        if moved:
-            ring_release(self.words, self.w32, self.geo, self.slot, self.release, self.held)
-        if self.closing and self.held == 0:
+            if held and held[0] == seq:
+                i = 0  # the usual case: the oldest batch goes first
+            else:
+                i = bisect.bisect_left(held, seq)
+                if i == len(held) or held[i] != seq:
+                    continue  # not ours (cannot happen), or already released
+            del held[i]
+            del spans[seq]
+            if self.detached:
+                continue
+            if i:
+                prev_seq = held[i - 1]
+                prev_v1 = spans[prev_seq][1]
+            else:
+                prev_seq = -1
+                prev_v1 = 0
+            if i < len(held):
+                next_seq = held[i]
+                next_v0 = spans[next_seq][0]
+            else:
+                next_seq = -1
+                next_v0 = 0
+            ring_unpin(self.words, self.w32, self.geo, self.slot, seq, prev_seq, prev_v1,
+                       next_seq, next_v0, len(held))
+        if self.closing and not held and not self.detached:
             self._detach()
 
     def _detach(self) -> None:
@@ -139,6 +145,11 @@ class ReleaseLog:
     def put(self, seq: int) -> None:
         """Release *seq* (a lease's finalizer). Never blocks."""
         self.pending.append(seq)
+        if self.lock.acquire(blocking=False):
+            try:
+                self._apply()
+            finally:
+                self.lock.release()
         self.drain()
 
     def drain(self) -> None:
@@ -159,7 +170,7 @@ class ReleaseLog:
             self.closing = True
             self._apply()
             if not self.detached:
-                if self.held == 0:
+                if not self.held:
                     self._detach()
                 else:
                     ring_reader_drain(self.words, self.w32, self.geo, self.slot)
@@ -180,10 +191,9 @@ class Lease:
         self.seq = seq
 
     def __del__(self) -> None:
-        try:
+        # at interpreter shutdown this may fail: the slot is then reclaimed as a dead reader's
+        with contextlib.suppress(Exception):
             self.log.put(self.seq)
-        except Exception:  # interpreter shutdown: the slot is reclaimed as a dead reader's
-            pass
 
     def __repr__(self) -> str:
         return f"<arrowshm stream lease seq={self.seq}>"

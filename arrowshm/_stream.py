@@ -4,7 +4,7 @@ A stream is a registry entry of kind ``KIND_STREAM`` whose record points at
 one shared-memory segment per *writer session*: the common 4 KiB data-segment
 header, a stream header (geometry, writer identity, the ring's cursors and
 futex words), the schema as an Arrow IPC schema message, a table of reader
-slots (one cache line each), a ring of batch descriptors and a data arena
+slots (a cursor line and a pin table each), a ring of batch descriptors and a data arena
 (byte layout: :mod:`arrowshm._layout`, docs/FORMAT.md; synchronization:
 :mod:`arrowshm.kernels.ring`).
 
@@ -32,8 +32,10 @@ still draining it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import mmap
 import os
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -86,6 +88,15 @@ _DEFAULT_SPIN_US = 50.0
 _WAIT_SLICE_S = 0.25  # longest kernel wait between liveness checks / closed checks
 _OPEN_RETRIES = 64
 
+# hot-path aliases (module globals are cheaper than attribute chains)
+_try_claim = K.ring_try_claim
+_publish = K.ring_publish
+_try_read = K.ring_try_read
+_message_size = pa.ipc.get_record_batch_size
+_monotonic_ns = time.monotonic_ns
+_foreign_buffer = pa.foreign_buffer
+_read_record_batch = pa.ipc.read_record_batch
+
 
 # --------------------------------------------------------------------------------------
 # segment geometry
@@ -111,7 +122,8 @@ class _Geometry:
         return self.seg.words
 
     def schema(self) -> pa.Schema:
-        raw = bytes(self.seg.mm[L.STREAM_SCHEMA_OFFSET : L.STREAM_SCHEMA_OFFSET + self.schema_bytes])
+        at = L.STREAM_SCHEMA_OFFSET
+        raw = bytes(self.seg.mm[at : at + self.schema_bytes])
         try:
             return pa.ipc.read_schema(pa.py_buffer(raw))
         except (pa.ArrowInvalid, OSError) as exc:
@@ -229,17 +241,23 @@ def _spin_ns(spin_us: float) -> int:
 
 
 def _reader_facts(g: _Geometry, slot: int) -> dict[str, int]:
+    """A reader slot's words (plain loads: for messages and introspection only)."""
     w = g.words
+    n_spans = min(int(w[g.slot_word(slot, L.RD_PINS_N)]), L.PIN_SPANS)
+    pinned = 0
+    for j in range(n_spans):
+        sp = g.slot_word(slot, L.RD_SPANS + j * L.SPAN_WORDS)
+        pinned += max(0, int(w[sp + 3]) - int(w[sp + 2]))
     return {
         "reader_id": slot,
         "pid": int(w[g.slot_word(slot, L.RD_PID)]),
         "start": int(w[g.slot_word(slot, L.RD_START)]),
         "state": int(w[g.slot_word(slot, L.RD_STATE)]),
-        "release": int(w[g.slot_word(slot, L.RD_RELEASE)]),
         "read": int(w[g.slot_word(slot, L.RD_READ)]),
         "held": int(w[g.slot_word(slot, L.RD_HELD)]),
         "missed": int(w[g.slot_word(slot, L.RD_MISSED)]),
         "heartbeat": int(w[g.slot_word(slot, L.RD_HEARTBEAT)]),
+        "pinned_bytes": pinned,
     }
 
 
@@ -277,14 +295,20 @@ class StreamWriter:
         ``capacity_bytes / 2048`` bounded to 16 .. 65536.
     evict_after : float, default 2.0
         Longest time a reader whose process died (e.g. SIGKILL) can stall a
-        blocked writer: while it waits, the writer checks the readers in its
-        way at least this often (pid and start time) and evicts dead ones.
+        blocked writer: while it waits, the writer checks the liveness (pid
+        and start time) of the attached readers at least this often (every
+        quarter second at most) and evicts the dead ones. While writing
+        freely it also checks every ``evict_after`` seconds, so dead readers
+        do not keep pinning ring space.
     spin_us : float, default 50
         Microseconds a blocked write spins before it sleeps on a futex. A
         spinner needs a core of its own; use 0 on a busy machine.
     delete_on_close : bool, default False
         Delete the stream from the registry when the writer closes (attached
         readers still drain it; new readers no longer find it).
+    prefault : bool, default True
+        Fault the arena's pages in when the stream is created (about 0.8 ms
+        per MiB, once), so that the first lap of writes runs at copy speed.
 
     Raises
     ------
@@ -323,6 +347,7 @@ class StreamWriter:
         evict_after: float = 2.0,
         spin_us: float = _DEFAULT_SPIN_US,
         delete_on_close: bool = False,
+        prefault: bool = True,
     ) -> None:
         self._closed = True  # until fully opened (so __del__ does nothing on failure)
         validate_name(name)
@@ -397,13 +422,16 @@ class StreamWriter:
         self._geo = self._geom.geo
         self._arena_bytes = arena
         self._arena_view = memoryview(seg.mm)[arena_off : arena_off + arena]
-        self._prefault(seg, arena_off, arena)
+        if prefault:
+            self._prefault(seg, arena_off, arena)
         self._head = 0  # virtual byte after the last published message
         self._sink: Any = None
         self._ipc: Any = None
         self._sink_base = 0  # virtual position of the sink's first byte
         self._rows = 0
         self._pid = identity()[0]
+        self._writes = 0
+        self._next_reap = time.monotonic() + self._evict_after
         self._closed = False
         if old_seg:
             _retire_segment(reg, old_seg)
@@ -423,7 +451,7 @@ class StreamWriter:
     def _check_schema(schema: object) -> pa.Schema:
         if not isinstance(schema, pa.Schema):
             try:
-                schema = pa.schema(schema)  # type: ignore[call-overload]
+                schema = pa.schema(schema)
             except (TypeError, ValueError, pa.ArrowException) as exc:
                 raise InvalidArgumentError(
                     f"schema must be a pyarrow.Schema, not {type(schema).__name__}",
@@ -478,15 +506,14 @@ class StreamWriter:
     @staticmethod
     def _prefault(seg: Segment, offset: int, length: int) -> None:
         # fresh tmpfs pages cost microseconds each on first touch (NOTES.md): fault the
-        # arena in once now rather than inside the first lap of writes
-        advice = getattr(mmap, "MADV_POPULATE_WRITE", None)
+        # arena in once now (~0.8 ms per MiB) rather than inside the first lap of writes.
+        # Python 3.11's mmap module lacks the constant; Linux >= 5.14 has the advice.
+        advice = getattr(mmap, "MADV_POPULATE_WRITE", 23 if sys.platform == "linux" else None)
         if advice is None:
             return
         start = offset - offset % L.PAGE
-        try:
+        with contextlib.suppress(OSError):
             seg.mm.madvise(advice, start, length + offset - start)
-        except OSError:
-            pass
 
     # -- public API -----------------------------------------------------------------------
 
@@ -550,66 +577,63 @@ class StreamWriter:
         CorruptSegmentError
             When the message written differs from its computed size (a bug).
         """
-        if self._closed:
-            raise StreamClosedError(f"stream {self.name!r} writer is closed", name=self.name)
-        if isinstance(batch, pa.RecordBatch):
-            deadline = _deadline(timeout) if timeout else None
-            with self._lock:
-                self._write_one(batch, timeout, deadline)
-            return
-        if isinstance(batch, pa.Table):
-            deadline = _deadline(timeout)
-            with self._lock:
-                for b in batch.to_batches():
-                    left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                    self._write_one(b, left, None if left is None else deadline)
-            return
-        raise InvalidArgumentError(
-            f"write() takes a pyarrow.RecordBatch or Table, not {type(batch).__name__}",
-            type=type(batch).__name__,
-        )
+        if not isinstance(batch, pa.RecordBatch):
+            if isinstance(batch, pa.Table):
+                self._write_table(batch, timeout)
+                return
+            raise InvalidArgumentError(
+                f"write() takes a pyarrow.RecordBatch or Table, not {type(batch).__name__}",
+                type=type(batch).__name__,
+            )
+        if timeout is not None:
+            _deadline(timeout)  # validates
+        with self._lock:
+            self._write_one(batch, timeout, None)
+
+    def _write_table(self, table: pa.Table, timeout: float | None) -> None:
+        deadline = _deadline(timeout)
+        with self._lock:
+            for b in table.to_batches():
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                self._write_one(b, left, deadline)
 
     def _write_one(self, batch: pa.RecordBatch, timeout: float | None,
                    deadline: float | None) -> None:
+        # the hot path: keep it lean (locals, one kernel call per side of the copy)
         if self._closed:
             raise StreamClosedError(f"stream {self.name!r} writer is closed", name=self.name)
-        if not batch.schema.equals(self._schema):
-            raise SchemaMismatchError(
-                f"batch schema does not match stream {self.name!r}:\n  stream: "
-                + str(self._schema).replace("\n", ", ")
-                + "\n  batch:  "
-                + str(batch.schema).replace("\n", ", "),
-                name=self.name,
-                expected=str(self._schema),
-                got=str(batch.schema),
-            )
-        size = pa.ipc.get_record_batch_size(batch)
+        schema = self._schema
+        if not batch.schema.equals(schema):
+            raise self._mismatch(batch)
+        size = _message_size(batch)
         arena = self._arena_bytes
-        head = self._head
-        lap = head - head % arena
-        restart = self._ipc is None or self._sink_base < lap
-        need = size + (self._schema_len if restart else 0)
-        if head - lap + need > arena:  # does not fit before the end: next lap
-            start = lap + arena
-            restart = True
-            need = size + self._schema_len
-        else:
-            start = head
-        if need > arena:
+        schema_len = self._schema_len
+        if size + schema_len > arena:
             raise InvalidArgumentError(
-                f"batch of {batch.num_rows:,} rows needs {need:,} bytes but stream "
-                f"{self.name!r} has capacity_bytes={arena:,}: write smaller batches "
-                "(RecordBatch.slice) or recreate the stream with a larger capacity",
-                name=self.name, needed=need, capacity=arena,
+                f"a batch of {batch.num_rows:,} rows needs {size + schema_len:,} bytes "
+                f"but stream {self.name!r} has capacity_bytes={arena:,}: write "
+                "smaller batches (RecordBatch.slice) or recreate the stream with a larger "
+                "capacity",
+                name=self.name, needed=size + schema_len, capacity=arena,
             )  # fmt: skip
-        end = start + need
-        seq = self._claim(start, end, timeout, deadline)
+        out = self._out
+        head = self._head
+        # the current IPC stream ends at the end of the arena: a message that starts
+        # exactly there goes into a new one at offset 0 of the next lap
+        restart = self._ipc is None or head % arena == 0
+        seq = _try_claim(self._words, self._geo, head, size, schema_len, restart, out)
+        if seq < 0:
+            seq = self._claim(size, restart, timeout, deadline)
+        start = out.item(K.O_START)
+        end = start + size
         try:
-            if restart:
-                phys = start % arena
+            if out.item(K.O_RESTART):
+                end += schema_len
                 self._ipc = None
-                self._sink = pa.FixedSizeBufferWriter(pa.py_buffer(self._arena_view[phys:]))
-                self._ipc = pa.ipc.new_stream(self._sink, self._schema)
+                self._sink = pa.FixedSizeBufferWriter(
+                    pa.py_buffer(self._arena_view[start % arena :])
+                )
+                self._ipc = pa.ipc.new_stream(self._sink, schema)
                 self._sink_base = start
             self._ipc.write_batch(batch)
             written_end = self._sink_base + self._sink.tell()
@@ -620,83 +644,105 @@ class StreamWriter:
             self._ipc = None
             raise CorruptSegmentError(
                 f"stream {self.name!r}: an IPC message took {written_end - start:,} bytes, "
-                f"{need:,} expected; please report this arrowshm bug",
+                f"{end - start:,} expected; please report this arrowshm bug",
                 name=self.name,
             )
-        K.ring_publish(self._words, self._w32, self._geo, seq, end - size, size,
-                       batch.num_rows, end, time.monotonic_ns())
+        rows = batch.num_rows
+        _publish(self._words, self._w32, self._geo, seq, end - size, size, rows, end,
+                 _monotonic_ns())
         self._head = end
-        self._rows += batch.num_rows
+        self._rows += rows
+        self._writes += 1
+        if not self._writes & 63 and time.monotonic() >= self._next_reap:
+            # dead readers that are not in the way still pin bytes and hold a slot:
+            # check now and then, not only when blocked
+            self._next_reap = time.monotonic() + self._evict_after
+            self._evict_dead()
 
-    def _claim(self, start: int, end: int, timeout: float | None,
+    def _mismatch(self, batch: pa.RecordBatch) -> SchemaMismatchError:
+        return SchemaMismatchError(
+            f"batch schema does not match stream {self.name!r}:\n  stream: "
+            + str(self._schema).replace("\n", ", ")
+            + "\n  batch:  "
+            + str(batch.schema).replace("\n", ", "),
+            name=self.name,
+            expected=str(self._schema),
+            got=str(batch.schema),
+        )
+
+    def _claim(self, size: int, restart: bool, timeout: float | None,
                deadline: float | None) -> int:
         out = self._out
-        seq = int(K.ring_try_claim(self._words, self._geo, start, end, out))
-        if seq >= 0:
-            return seq
+        rs = int(restart)
         if deadline is None and timeout is not None:
             deadline = time.monotonic() + timeout
         check = min(max(self._evict_after / 4, 0.001), _WAIT_SLICE_S)
         spin = self._spin
         while True:
             if self._evict_dead():
-                seq = int(K.ring_try_claim(self._words, self._geo, start, end, out))
+                seq = int(K.ring_try_claim(self._words, self._geo, self._head, size,
+                                           self._schema_len, rs, out))
                 if seq >= 0:
                     return seq
             now = time.monotonic()
             if deadline is not None and now >= deadline:
-                raise self._timeout_error(int(out[K.O_NEED]), timeout)
+                raise self._timeout_error(out, timeout)
             wait = check if deadline is None else min(check, deadline - now)
-            seq = int(K.ring_claim(self._words, self._w32, self._geo, start, end, spin,
-                                   int(wait * 1e9), out))
+            seq = int(K.ring_claim(self._words, self._w32, self._geo, self._head, size,
+                                   self._schema_len, rs, spin, int(wait * 1e9), out))
             spin = 0
             if seq >= 0:
                 return seq
 
-    def _gating(self, need: int) -> list[dict[str, int]]:
+    def _in_the_way(self, out: npt.NDArray[np.uint64]) -> list[dict[str, int]]:
+        """Readers that keep the writer from the space it needs (after a GATED claim)."""
         g = self._geom
-        out = []
+        need = int(out[K.O_NEED])
+        kind = int(out[K.O_GATE_KIND])
+        found = []
         for i in range(g.max_readers):
             f = _reader_facts(g, i)
-            if f["state"] == L.RD_FREE or f["release"] >= need:
+            if f["state"] == L.RD_FREE or not f["pid"]:
                 continue
-            if (g.mode == L.STREAM_OVERWRITE or f["state"] == L.RD_DRAINING) and (
-                f["release"] >= f["read"]
+            unread = kind == K.GATE_UNREAD and f["state"] == L.RD_ACTIVE and f["read"] < need
+            if unread or (kind != K.GATE_UNREAD and f["held"]) or (
+                kind == K.GATE_BUSY and i == int(out[K.O_FIRST_GATING])
             ):
-                continue
-            out.append(f)
-        return out
+                found.append(f)
+        return found
 
     def _evict_dead(self) -> bool:
-        """Evict readers in the writer's way whose process is gone; True if any."""
-        need = int(atomic_load(self._words, L.ST_RECLAIM))
+        """Evict attached readers whose process is gone; True if any."""
         evicted = False
-        for f in self._gating(need):
-            if f["pid"] and not is_alive(f["pid"], f["start"]):
-                evicted |= bool(K.ring_evict(self._words, self._w32, self._geo, f["reader_id"],
-                                             f["pid"], self._pid))
+        g = self._geom
+        for i in range(g.max_readers):
+            f = _reader_facts(g, i)
+            if f["state"] != L.RD_FREE and f["pid"] and not is_alive(f["pid"], f["start"]):
+                evicted |= bool(K.ring_evict(self._words, self._w32, self._geo, i, f["pid"],
+                                             self._pid))
         return evicted
 
-    def _timeout_error(self, need: int, timeout: float | None) -> WaitTimeoutError:
+    def _timeout_error(self, out: npt.NDArray[np.uint64],
+                       timeout: float | None) -> WaitTimeoutError:
         cursor = int(self._words[L.ST_CURSOR])
         readers = []
         parts = []
-        for f in self._gating(need):
+        for f in self._in_the_way(out):
             unread = max(0, cursor - f["read"])
             readers.append({"reader_id": f["reader_id"], "pid": f["pid"], "held": f["held"],
-                            "unread": unread})
+                            "unread": unread, "pinned_bytes": f["pinned_bytes"]})
             what = []
+            if unread and self._mode == L.STREAM_BLOCK and f["state"] == L.RD_ACTIVE:
+                what.append(f"has {unread} unread batch(es)")
             if f["held"]:
-                what.append(f"holds {f['held']} batch(es)")
-            if unread and self._mode == L.STREAM_BLOCK:
-                what.append(f"has {unread} unread")
-            parts.append(f"reader {f['reader_id']} (pid {f['pid']}) " + " and ".join(what or
-                         ["is in the way"]))
+                what.append(f"holds {f['held']} batch(es) ({f['pinned_bytes']:,} bytes)")
+            parts.append(f"reader {f['reader_id']} (pid {f['pid']}) "
+                         + " and ".join(what or ["is in the way"]))
         who = "; ".join(parts) or "a reader"
         return WaitTimeoutError(
-            f"write to stream {self.name!r} timed out after {timeout} s: the ring is full and "
-            f"{who}. Readers must read and drop (or .copy()) their batches; a reader that "
-            "keeps batches for long should detach them (see StreamReader)",
+            f"write to stream {self.name!r} timed out after {timeout} s: no room in the ring: "
+            f"{who}. Readers must read their batches and drop them; a reader that keeps "
+            "batches for long should detach them (StreamReader.detach)",
             name=self.name,
             timeout=timeout,
             readers=readers,
@@ -749,10 +795,8 @@ class StreamWriter:
 
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):
-            try:
+            with contextlib.suppress(Exception):
                 self.close()
-            except Exception:
-                pass
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -769,7 +813,7 @@ def _ipc_schema_len(schema: pa.Schema) -> int:
     with pa.ipc.new_stream(sink, schema) as w:
         w.write_batch(empty)
     eos = 8
-    return int(sink.size()) - pa.ipc.get_record_batch_size(empty) - eos
+    return int(sink.size()) - int(pa.ipc.get_record_batch_size(empty)) - eos
 
 
 def _refuse_live_writer(name: str, rec: npt.NDArray[np.uint64]) -> None:
@@ -857,9 +901,11 @@ class StreamReader:
     iteration are zero-copy views of the stream's shared memory: each one
     *holds* its place in the ring until Python frees every buffer of it (the
     batch, any column or array taken from it, any numpy view). A held batch
-    is never overwritten, so it stays valid for as long as you keep it - but
-    while you keep it, the writer cannot reuse its space, and once the ring
-    is full it blocks (and eventually times out, naming this reader).
+    is never overwritten, so it stays valid for as long as you keep it: the
+    writer writes around its bytes and keeps lapping the ring. Held bytes are
+    ring capacity, though: when what readers hold leaves no room, the writer
+    waits for a release (and its ``write(timeout=)`` eventually raises,
+    naming this reader).
 
     **Keeping batches for long: detach them.** A detached batch is a copy in
     ordinary process memory and holds nothing in the ring::
@@ -928,7 +974,7 @@ class StreamReader:
         self._spin = _spin_ns(spin_us)
         self.name = name
         self._reg = reg = get_registry(current_namespace())
-        geom, view = _open_current(reg, name, deadline)
+        geom = _open_current(reg, name, deadline)
         self._geom = geom
         self._schema = geom.schema()
         seg = geom.seg
@@ -943,7 +989,7 @@ class StreamReader:
         self._out = np.zeros(K.OUT_WORDS, dtype=np.uint64)
         pid, pstart = identity()
         slot = self._attach(pid, pstart, start == "latest")
-        self._log = ReleaseLog(seg, self._geo, slot, geom.n_slots, pid, int(self._out[0]))
+        self._log = ReleaseLog(seg, self._geo, slot, pid, int(self._out[K.O_READ]))
         self.reader_id = slot
         self._ended = False
         self._closed = False
@@ -982,7 +1028,7 @@ class StreamReader:
     @property
     def held(self) -> int:
         """Batches returned by this reader that Python has not freed yet."""
-        return self._log.held
+        return len(self._log.held)
 
     @property
     def position(self) -> int:
@@ -1004,21 +1050,30 @@ class StreamReader:
         """A batch, ``_EMPTY`` or ``_END`` without waiting (raises on errors)."""
         log = self._log
         out = self._out
-        with log.lock:
-            seq = int(K.ring_try_read(self._words, self._geo, log.slot, time.monotonic_ns(), out))
-            log.claimed(seq, int(out[K.O_READ]), int(out[K.O_RELEASE]), int(out[K.O_MISSED]))
+        lock = log.lock
+        lock.acquire()
+        try:
+            if log.closing:  # closed by another thread: the slot may be someone else's now
+                return _END
+            seq = _try_read(self._words, self._geo, log.slot, _monotonic_ns(), out)
+            missed = out.item(K.O_MISSED)
+            if missed:
+                log.missed += missed
+            log.read = out.item(K.O_READ)
             if seq >= 0:
-                vstart = int(out[K.O_VSTART])
-                length = int(out[K.O_LENGTH])
+                vstart = out.item(K.O_VSTART)
+                length = out.item(K.O_LENGTH)
+                log.held.append(seq)  # claims ascend: the list stays sorted
+                log.spans[seq] = (vstart, vstart + length)
+        finally:
+            lock.release()
         if log.pending:
             log.drain()
         if seq >= 0:
-            lease = Lease(log, seq)
-            buf = pa.foreign_buffer(self._arena_addr + vstart % self._arena_bytes, length,
-                                    base=lease)
-            del lease
+            buf = _foreign_buffer(self._arena_addr + vstart % self._arena_bytes, length,
+                                  base=Lease(log, seq))
             try:
-                batch = pa.ipc.read_record_batch(buf, self._schema)
+                batch = _read_record_batch(buf, self._schema)
                 if self._validate:
                     batch.validate(full=True)
             except (pa.ArrowInvalid, OSError, EOFError) as exc:
@@ -1098,7 +1153,7 @@ class StreamReader:
         if got is _END:
             return None
         if got is not _EMPTY:
-            return got  # type: ignore[no-any-return]
+            return got
         deadline = _deadline(timeout)
         spin = self._spin
         while True:
@@ -1115,14 +1170,14 @@ class StreamReader:
             if got is _END:
                 return None
             if got is not _EMPTY:
-                return got  # type: ignore[no-any-return]
+                return got
             if status == K.TIMEOUT:
                 if self._writer_gone():
                     got = self._try()  # a last publish may have raced the check
                     if got is _END:
                         return None
                     if got is not _EMPTY:
-                        return got  # type: ignore[no-any-return]
+                        return got
                     raise self._writer_died()
                 if deadline is not None and time.monotonic() >= deadline:
                     raise WaitTimeoutError(
@@ -1179,7 +1234,7 @@ class StreamReader:
         if got is _END:
             return None
         if got is not _EMPTY:
-            return got  # type: ignore[no-any-return]
+            return got
         poll_until = time.monotonic_ns() + self._spin
         while time.monotonic_ns() < poll_until:
             await asyncio.sleep(0)
@@ -1190,7 +1245,7 @@ class StreamReader:
                 if got is _END:
                     return None
                 if got is not _EMPTY:
-                    return got  # type: ignore[no-any-return]
+                    return got
         while True:
             now = time.monotonic()
             wait = _WAIT_SLICE_S if deadline is None else min(_WAIT_SLICE_S, deadline - now)
@@ -1206,14 +1261,14 @@ class StreamReader:
             if got is _END:
                 return None
             if got is not _EMPTY:
-                return got  # type: ignore[no-any-return]
+                return got
             if status == K.TIMEOUT:
                 if self._writer_gone():
                     got = self._try()
                     if got is _END:
                         return None
                     if got is not _EMPTY:
-                        return got  # type: ignore[no-any-return]
+                        return got
                     raise self._writer_died()
                 if deadline is not None and time.monotonic() >= deadline:
                     raise WaitTimeoutError(
@@ -1224,6 +1279,21 @@ class StreamReader:
 
     def __aiter__(self) -> AsyncIterator[pa.RecordBatch]:
         return self
+
+    def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
+        """Export the rest of the stream through the Arrow PyCapsule protocol.
+
+        ``pa.table(reader)``, ``pl.from_arrow(reader)`` or a DuckDB query over
+        the reader consume batches, zero-copy, until the writer closes.
+
+        Raises
+        ------
+        InvalidArgumentError
+            When this reader is closed.
+        """
+        from ._interop import export_stream
+
+        return export_stream(self, requested_schema)
 
     async def __anext__(self) -> pa.RecordBatch:
         batch = await self.aread()
@@ -1254,10 +1324,8 @@ class StreamReader:
 
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):
-            try:
+            with contextlib.suppress(Exception):
                 self.close()
-            except Exception:
-                pass
 
     @staticmethod
     def detach(batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -1284,7 +1352,7 @@ class StreamReader:
                 f"reader_id={getattr(self, 'reader_id', '?')}>")
 
 
-def _open_current(reg: Registry, name: str, deadline: float | None) -> tuple[_Geometry, EntryView]:
+def _open_current(reg: Registry, name: str, deadline: float | None) -> _Geometry:
     """Map the current session's segment of stream *name* (writable: readers own cursors)."""
     for attempt in range(1 << 30):
         try:
@@ -1308,7 +1376,7 @@ def _open_current(reg: Registry, name: str, deadline: float | None) -> tuple[_Ge
                     if attempt < _OPEN_RETRIES:
                         continue
                 else:
-                    return _parse(seg), view
+                    return _parse(seg)
         now = time.monotonic()
         if deadline is None or now >= deadline:
             raise NotFoundError(
@@ -1327,7 +1395,7 @@ def _open_current(reg: Registry, name: str, deadline: float | None) -> tuple[_Ge
 # introspection: `arrowshm ls`, `arrowshm info`, the service
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ReaderInfo:
     """One attached reader of a stream, as seen from shared memory.
 
@@ -1342,8 +1410,8 @@ class ReaderInfo:
         ``active`` or ``draining`` (closed, still holding batches).
     cursor : int
         Sequence of the next batch it will read.
-    release : int
-        Every batch below it has been released.
+    pinned_bytes : int
+        Arena bytes its held batches pin (the writer writes around them).
     lag : int
         Published batches it has not read yet.
     held_batches : int
@@ -1359,7 +1427,7 @@ class ReaderInfo:
     alive: bool
     state: str
     cursor: int
-    release: int
+    pinned_bytes: int
     lag: int
     held_batches: int
     missed: int
@@ -1367,10 +1435,21 @@ class ReaderInfo:
 
     @property
     def held(self) -> int:
+        """Same as :attr:`held_batches`."""
         return self.held_batches
 
+    def __repr__(self) -> str:
+        from ._display import reader_info_repr
 
-@dataclass(frozen=True)
+        return reader_info_repr(self)
+
+    def _repr_html_(self) -> str:
+        from ._display import reader_info_html
+
+        return reader_info_html(self)
+
+
+@dataclass(frozen=True, repr=False)
 class StreamInfo:
     """What a stream's segment says about it (``arrowshm info NAME``).
 
@@ -1426,6 +1505,16 @@ class StreamInfo:
     evicted: int = 0
     readers: list[ReaderInfo] = field(default_factory=list)
     segment: str = ""
+
+    def __repr__(self) -> str:
+        from ._display import stream_info_repr
+
+        return stream_info_repr(self)
+
+    def _repr_html_(self) -> str:
+        from ._display import stream_info_html
+
+        return stream_info_html(self)
 
     def describe(self) -> str:
         """Multi-line text for ``arrowshm info``."""
@@ -1487,7 +1576,8 @@ def _info_from(reg: Registry, view: EntryView, geom: _Geometry) -> StreamInfo:
         readers.append(ReaderInfo(
             reader_id=i, pid=f["pid"], alive=is_alive(f["pid"], f["start"]),
             state=L.RD_STATE_NAMES.get(f["state"], "?"), cursor=f["read"],
-            release=f["release"], lag=max(0, cursor - f["read"]), held_batches=f["held"],
+            pinned_bytes=f["pinned_bytes"], lag=max(0, cursor - f["read"]),
+            held_batches=f["held"],
             missed=f["missed"], idle_s=max(0.0, (now - f["heartbeat"]) / 1e9),
         ))  # fmt: skip
     wpid, wstart = int(w[L.ST_WRITER_PID]), int(w[L.ST_WRITER_START])
