@@ -398,6 +398,11 @@ def _write_header(seg: Segment, kind: int, data_bytes: int, *, fresh: bool) -> N
     w[L.S_KIND] = kind
     if fresh:  # a recycled segment is already WRITING (with its epoch)
         w[L.S_STATE] = L.SEG_WRITING
+    # forget the previous life of a recycled segment before its state can read SEALED
+    # again: a reader holding a stale registry record must never match this version
+    w[L.S_VERSION] = 0
+    w[L.S_GENERATION] = 0
+    w[L.S_NAME_HASH] = 0
     w[L.S_CREATOR_PID] = pid
     w[L.S_CREATOR_START] = start
     w[L.S_CREATED_NS] = time.time_ns()
@@ -716,7 +721,9 @@ def get(name: str, *, version: int | None = None, validate: bool = False) -> pa.
 def _read_table(buf: pa.Buffer, name: str, shm_name: str) -> pa.Table:
     try:
         return pa.ipc.open_stream(buf).read_all()
-    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+    except (pa.ArrowException, UnicodeDecodeError, ValueError, KeyError, OSError) as exc:
+        # any failure to parse the bytes (ArrowKeyError is also a KeyError: never let a
+        # corrupt payload look like a missing name)
         raise CorruptSegmentError(
             f"{shm_name} (dataset {name!r}) does not hold a valid Arrow stream: {exc}; "
             "delete the dataset and put it again",
@@ -728,7 +735,7 @@ def _read_table(buf: pa.Buffer, name: str, shm_name: str) -> pa.Table:
 def _validate(table: pa.Table, name: str) -> None:
     try:
         table.validate(full=True)
-    except pa.ArrowInvalid as exc:
+    except (pa.ArrowException, UnicodeDecodeError, ValueError, KeyError) as exc:
         raise CorruptSegmentError(
             f"dataset {name!r} failed Arrow validation: {exc}", name=name
         ) from exc
@@ -746,7 +753,7 @@ def _schema_of(reg: Registry, view: EntryView, version: int, seg_id: int) -> pa.
     seg, _, off, n, word = _open_version(reg, seg_id, version, view, pinned=False)
     try:
         schema = pa.ipc.open_stream(pa.py_buffer(seg.mm).slice(off, n)).schema
-    except (pa.ArrowInvalid, OSError) as exc:
+    except (pa.ArrowException, UnicodeDecodeError, ValueError, KeyError, OSError) as exc:
         if state_word(seg) != word:
             raise _Recycled() from exc
         raise CorruptSegmentError(f"dataset {view.name!r} has an invalid schema: {exc}",

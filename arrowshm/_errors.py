@@ -13,6 +13,7 @@ does not know arrowshm still handles it sensibly::
     ├── QuotaExceededError                      namespace byte quota would be exceeded
     ├── RegistryFullError                       the namespace's registry has no free entry
     ├── WaitTimeoutError(TimeoutError)          a wait or a blocked write timed out
+    ├── ResourceLimitError(OSError)             the process ran out of file descriptors
     ├── AccessDeniedError(PermissionError)      another user's segment or socket
     ├── CorruptSegmentError                     a segment's bytes are not a valid arrowshm layout
     │   └── FormatVersionError                  written by an incompatible arrowshm format
@@ -40,6 +41,7 @@ __all__ = [
     "NotFoundError",
     "QuotaExceededError",
     "RegistryFullError",
+    "ResourceLimitError",
     "SchemaMismatchError",
     "ShmFullError",
     "StreamClosedError",
@@ -110,6 +112,11 @@ class RegistryFullError(ArrowShmError):
 class WaitTimeoutError(ArrowShmError, TimeoutError):
     """Raised when a wait (``wait``, a blocked stream write or read) reaches
     its timeout."""
+
+
+class ResourceLimitError(ArrowShmError, OSError):
+    """Raised when the process hits a resource limit while mapping a segment (every
+    mapping holds a file descriptor: EMFILE/ENFILE)."""
 
 
 class AccessDeniedError(ArrowShmError, PermissionError):

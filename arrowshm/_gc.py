@@ -144,6 +144,14 @@ def _reclaim_segments(reg: Registry, report: GcReport) -> None:
         sid = parse_segment_shm_name(reg.namespace, shm)
         if sid is None:
             continue
+        st = object_stat(shm)
+        if st is None:
+            continue
+        if st.st_size < L.SEGMENT_HEADER_BYTES:
+            # created but never sized (its writer died between shm_open and fallocate)
+            old = time.time() - st.st_mtime > _UNINITIALIZED_GRACE_S
+            candidates.append((sid, shm, None, 0, old))
+            continue
         try:
             seg = Segment.open(shm, writable=True)
         except ArrowShmError:
@@ -174,13 +182,14 @@ def _reclaim_segments(reg: Registry, report: GcReport) -> None:
             continue
         if mapped is None or L.state_of(word) == L.SEG_RECLAIMING:
             st = object_stat(shm)
-            freed = 0
-            if st is not None and unlink(shm):
-                reg.release(st.st_size)
-                freed = int(st.st_size)
+            removed = st is not None and unlink(shm)
+            freed = int(st.st_size) if st is not None and removed else 0
+            if removed:
+                reg.release(freed)
         else:
             freed = reclaim(reg, mapped, word)  # fails if the segment changed since inspected
-        if freed:
+            removed = freed > 0
+        if removed:
             report.segments.append(shm)
             report.bytes_freed += freed
 

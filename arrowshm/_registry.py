@@ -56,6 +56,7 @@ from .kernels.seqlock import (
 )
 
 DEFAULT_CAPACITY = 4096
+_REGISTRY_ID = int("reg", 36)
 _U64 = np.uint64
 _ENTRIES_WORD = L.REGISTRY_HEADER_BYTES // L.WORD
 _INIT_WAIT_S = 2.0
@@ -195,7 +196,11 @@ class Registry:
         return _ENTRIES_WORD + slot * L.ENTRY_WORDS + field
 
     def new_segment_id(self) -> int:
-        return int(atomic_fetch_add(self.words, L.H_NEXT_SEGMENT_ID, _U64(1)))
+        """A fresh segment id (never reused within this registry's life)."""
+        while True:
+            sid = int(atomic_fetch_add(self.words, L.H_NEXT_SEGMENT_ID, _U64(1)))
+            if sid != _REGISTRY_ID:  # base 36 "reg" would name the registry itself
+                return sid
 
     def segment_name(self, segment_id: int) -> str:
         return segment_shm_name(self.namespace, segment_id)

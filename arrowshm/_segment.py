@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import posix_ipc
 
-from ._errors import AccessDeniedError, NotFoundError, ShmFullError
+from ._errors import AccessDeniedError, NotFoundError, ResourceLimitError, ShmFullError
 
 SHM_DIR = "/dev/shm"
 
@@ -83,6 +83,8 @@ class Segment:
             if exc.errno == errno.ENOSPC:
                 raise ShmFullError(f"cannot create {name}: /dev/shm is full; " + _SHM_FULL_HINT,
                                    requested=size) from exc
+            if _fds_exhausted(exc):
+                raise _fd_limit_error(name, exc) from exc
             raise
         fd = shm.fd
         try:
@@ -103,6 +105,12 @@ class Segment:
             # taking a fault per page (readers map lazily, so their get stays O(1))
             flags = mmap.MAP_SHARED | (getattr(mmap, "MAP_POPULATE", 0) if populate else 0)
             mm = mmap.mmap(fd, size, flags, mmap.PROT_READ | mmap.PROT_WRITE)
+        except OSError as exc:
+            _unlink_quietly(name)
+            shm.close_fd()
+            if _fds_exhausted(exc):  # mmap dups the descriptor
+                raise _fd_limit_error(name, exc) from exc
+            raise
         except BaseException:
             _unlink_quietly(name)
             shm.close_fd()
@@ -125,6 +133,10 @@ class Segment:
             shm = posix_ipc.SharedMemory(name, 0, read_only=not writable)
         except posix_ipc.ExistentialError as exc:
             raise NotFoundError(f"shared memory {name} does not exist", shm_name=name) from exc
+        except OSError as exc:
+            if _fds_exhausted(exc):
+                raise _fd_limit_error(name, exc) from exc
+            raise
         except posix_ipc.PermissionsError as exc:
             raise AccessDeniedError(
                 f"shared memory {name} belongs to another user and is not shared with you; "
@@ -138,13 +150,33 @@ class Segment:
                 raise NotFoundError(f"shared memory {name} is empty (being created)",
                                     shm_name=name)
             prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
-            mm = mmap.mmap(shm.fd, size, mmap.MAP_SHARED, prot)
+            try:
+                mm = mmap.mmap(shm.fd, size, mmap.MAP_SHARED, prot)
+            except OSError as exc:
+                if _fds_exhausted(exc):  # mmap dups the descriptor
+                    raise _fd_limit_error(name, exc) from exc
+                raise
         finally:
             shm.close_fd()
         return cls(name, mm, size, writable, st.st_uid)
 
     def __repr__(self) -> str:
         return f"Segment({self.name!r}, size={self.size})"
+
+
+def _fds_exhausted(exc: OSError) -> bool:
+    # posix_ipc raises a bare OSError (no errno) with this text for EMFILE
+    return exc.errno in (errno.EMFILE, errno.ENFILE) or "maximum number of files" in str(exc)
+
+
+def _fd_limit_error(name: str, exc: OSError) -> ResourceLimitError:
+    return ResourceLimitError(
+        f"cannot map {name}: this process has no file descriptor left ({exc}); "
+        "every mapped table holds one: drop tables you no longer need, call "
+        "arrowshm._dataset.clear_cache(), or raise the limit (ulimit -n)",
+        shm_name=name,
+        errno=exc.errno,
+    )
 
 
 def unlink(name: str) -> bool:

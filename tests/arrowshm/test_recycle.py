@@ -167,3 +167,30 @@ def test_deleting_in_the_producer_unmaps_at_once(namespace: str) -> None:
     arrowshm.delete("del2")
     flush_releases()
     assert not _mapped("/dev/shm" + info.segment)
+
+
+def test_a_stale_reader_never_takes_a_sealed_recycled_segment_for_its_old_version(
+    namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from arrowshm import _dataset
+
+    reg = get_registry(namespace)
+    arrowshm.put("stale", stamped_table(1, 5_000))
+    stale_view = reg.get_entry("stale")  # a reader that read the registry at version 1
+    arrowshm.put("stale", stamped_table(2, 5_000))  # version 1's segment goes to the pool
+    first_segment = stale_view.field(L.R_SEGMENT_ID)
+    seen = []
+    original = _dataset._publish
+
+    def check_then_publish(*args: object, **kwargs: object) -> object:
+        seg_id = args[3]
+        if seg_id == first_segment:  # recycled and SEALED, not yet published
+            with pytest.raises(_dataset._Recycled):
+                _dataset._open_version(reg, first_segment, 1, stale_view, pinned=True)
+            seen.append(seg_id)
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_dataset, "_publish", check_then_publish)
+    arrowshm.put("stale", stamped_table(3, 5_000))
+    assert seen == [first_segment]  # the window was really exercised
+    assert check_stamped(arrowshm.get("stale")) == 3

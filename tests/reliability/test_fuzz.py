@@ -1,0 +1,256 @@
+"""Bad input: bytes of live segments (dataset headers, Arrow IPC payloads, stream
+headers/rings/arenas) and registry entries are corrupted, then a *child* process
+gets/reads them. Outcomes are classified: ok / ArrowShmError / other exception /
+signal / hang. Signal and hang are forbidden; another exception is a bug.
+
+Trust model. ``get(validate=True)`` (and a stream batch validated with
+``batch.validate(full=True)``, see below) must never crash the reader however the
+bytes were mangled, even while consuming every value. ``get(validate=False)``
+trusts the payload, so only the call itself (header, registry, IPC metadata
+parsing) is held to the rule; consuming unvalidated garbage is not.
+
+``StreamReader`` has no ``validate=`` parameter: it validates every batch only
+when the stream's segment belongs to another uid. The stream fuzz therefore
+calls ``batch.validate(full=True)`` itself before consuming a batch; a batch it
+rejects is its own outcome class ("rejected by the caller's batch.validate").
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import arrowshm
+from arrowshm import _layout as L
+from arrowshm._names import current_namespace
+from arrowshm._registry import get_registry
+from arrowshm._segment import Segment
+from tests.reliability._util import (
+    ARROWSHM_ERROR,
+    HANG,
+    OK,
+    OTHER_EXCEPTION,
+    REJECTED,
+    REJECTED_EXIT,
+    SIGNAL,
+    check_seq_batch,
+    classify_in_child,
+    seq_batch,
+)
+
+DS = "fuzz/ds"
+ST = "fuzz/st"
+OUTCOMES: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+DETAILS: dict[str, list[str]] = collections.defaultdict(list)
+
+
+def _table() -> pa.Table:
+    n = 300
+    return pa.table({
+        "i": pa.array(np.arange(n, dtype=np.int64)),
+        "f": pa.array([None if k % 7 == 0 else k * 0.5 for k in range(n)]),
+        "s": pa.array([f"row-{k}" * (k % 4) for k in range(n)]),
+        "l": pa.array([list(range(k % 5)) for k in range(n)], pa.list_(pa.int32())),
+        "d": pa.array([f"cat{k % 3}" for k in range(n)]).dictionary_encode(),
+    })
+
+
+def _consume(table: Any) -> None:
+    for col in table.columns:
+        col.to_pylist()
+
+
+def _child_get(validate: bool) -> None:
+    t = arrowshm.get(DS, validate=validate)
+    if validate:
+        _consume(t)  # validated data must be safe to touch everywhere
+    else:
+        _ = t.num_rows, t.schema
+
+
+def _child_stream(report: str) -> None:
+    with arrowshm.StreamReader(ST, spin_us=0) as r:
+        for _ in range(16):
+            b = r.read(timeout=2)
+            if b is None:
+                return
+            try:
+                b.validate(full=True)  # what a same-uid reader must do itself (no validate=)
+            except pa.ArrowInvalid as exc:
+                with open(report, "w") as f:
+                    f.write(f"ArrowInvalid: {exc}")
+                os._exit(REJECTED_EXIT)
+            _consume(b)
+            del b
+
+
+class _Target:
+    """A live object whose bytes can be corrupted and restored."""
+
+    def __init__(self, shm_name: str, start: int, length: int) -> None:
+        self.seg = Segment.open(shm_name, writable=True)
+        self.start, self.length = start, min(length, self.seg.size - start)
+        self.saved = bytes(self.seg.mm[self.start:self.start + self.length])
+
+    def corrupt(self, edits: list[tuple[int, int]]) -> None:
+        for off, val in edits:
+            self.seg.mm[self.start + off % self.length] = val
+
+    def restore(self) -> None:
+        self.seg.mm[self.start:self.start + self.length] = self.saved
+
+
+def _dataset_targets() -> dict[str, _Target]:
+    arrowshm.put(DS, _table())
+    reg = get_registry(current_namespace())
+    view = reg.get_entry(DS)
+    shm = reg.segment_name(view.field(L.R_SEGMENT_ID))
+    data_bytes = view.field(L.R_DATA_BYTES)
+    return {
+        "segment header": _Target(shm, 0, 160),  # the fields a reader uses (not the pins)
+        "Arrow IPC payload": _Target(shm, L.SEGMENT_HEADER_BYTES, data_bytes),
+        "registry entry": _Target(reg.shm_name, L.REGISTRY_HEADER_BYTES + view.slot * L.ENTRY_BYTES,
+                                  L.ENTRY_BYTES),
+    }
+
+
+def _stream_targets() -> dict[str, _Target]:
+    schema = seq_batch(0, 1).schema
+    with arrowshm.StreamWriter(ST, schema, capacity_bytes=64 << 10, slots=16) as w:
+        for k in range(6):
+            w.write(seq_batch(k, 50 + 40 * k))
+    reg = get_registry(current_namespace())
+    view = reg.get_entry(ST)
+    seg = Segment.open(reg.segment_name(view.field(L.R_SEGMENT_ID)))
+    size, name = seg.size, seg.name
+    del seg
+    return {
+        "stream segment header+ring": _Target(name, 0, min(size, 64 << 10) - 0),
+        "stream arena": _Target(name, size - (64 << 10), 64 << 10),
+    }
+
+
+_EDITS = st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), min_size=1,
+                  max_size=8)
+
+
+def _check(kind: str, outcome: str, detail: str) -> None:
+    OUTCOMES[kind][outcome] += 1
+    if outcome not in (OK, ARROWSHM_ERROR) and len(DETAILS[kind]) < 20:
+        DETAILS[kind].append(f"{outcome}: {detail}")
+    assert outcome not in (SIGNAL, HANG), f"FORBIDDEN {outcome} ({kind}): {detail}"
+    assert outcome != OTHER_EXCEPTION, f"bug: {kind}: {detail}"
+    assert outcome != REJECTED or kind.startswith("stream"), detail
+
+
+@pytest.fixture
+def report(tmp_path: Path) -> Iterator[str]:
+    OUTCOMES.clear()
+    DETAILS.clear()
+    yield str(tmp_path / "child.txt")
+    print("\nfuzz outcomes:", {k: dict(v) for k, v in OUTCOMES.items()})
+    for k, v in DETAILS.items():
+        print(k, v[:5])
+
+
+def _fuzz_datasets(report: str, examples: int) -> None:
+    targets = _dataset_targets()
+
+    @settings(max_examples=examples, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(region=st.sampled_from(sorted(targets)), edits=_EDITS, validate=st.booleans())
+    def run(region: str, edits: list[tuple[int, int]], validate: bool) -> None:
+        t = targets[region]
+        t.corrupt(edits)
+        try:
+            outcome, detail = classify_in_child(current_namespace(), _child_get, (validate,),
+                                                report)
+        finally:
+            t.restore()
+        _check(f"{region} (validate={validate})", outcome, detail)
+
+    run()
+    assert arrowshm.get(DS, validate=True).equals(_table())  # restored and intact
+
+
+def _fuzz_streams(report: str, examples: int) -> None:
+    targets = _stream_targets()
+
+    @settings(max_examples=examples, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(region=st.sampled_from(sorted(targets)), edits=_EDITS)
+    def run(region: str, edits: list[tuple[int, int]]) -> None:
+        t = targets[region]
+        t.corrupt(edits)
+        try:
+            outcome, detail = classify_in_child(current_namespace(), _child_stream, (report,),
+                                                report)
+        finally:
+            t.restore()
+        _check(region, outcome, detail)
+
+    run()
+    with arrowshm.StreamReader(ST) as r:
+        assert [check_seq_batch(b) for b in r] == list(range(6))
+
+
+@pytest.mark.timeout(240)
+def test_corrupted_dataset_bytes_never_crash_a_reader(report: str) -> None:
+    _fuzz_datasets(report, examples=60)
+
+
+@pytest.mark.timeout(240)
+def test_corrupted_stream_bytes_never_crash_a_reader(report: str) -> None:
+    _fuzz_streams(report, examples=40)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_corrupted_dataset_bytes_never_crash_a_reader_long(report: str) -> None:
+    _fuzz_datasets(report, examples=300)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_corrupted_stream_bytes_never_crash_a_reader_long(report: str) -> None:
+    _fuzz_streams(report, examples=200)
+
+
+_DICT_TABLE = pa.table({"d": pa.array(["a", "b", "a"]).dictionary_encode()})
+_INT_TABLE = pa.table({"i": pa.array(np.arange(10, dtype=np.int64))})
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("table", "offset", "value", "escapes"), [
+    (_INT_TABLE, 108, 0, pa.ArrowNotImplementedError),  # the int64 field's bit width
+    (_DICT_TABLE, 75, 2, pa.ArrowNotImplementedError),
+    (_DICT_TABLE, 44, 0, pa.ArrowKeyError),             # dictionary id
+    (_DICT_TABLE, 100, 255, UnicodeDecodeError),        # field name no longer UTF-8
+], ids=["int-bitwidth", "dict-bitwidth", "dict-id", "field-name"])
+def test_ipc_parse_errors_of_any_kind_become_corrupt_segment_error(
+        namespace: str, table: pa.Table, offset: int,
+                                               value: int, escapes: type) -> None:
+    from arrowshm._dataset import clear_cache
+
+    arrowshm.put("x", table)
+    reg = get_registry(namespace)
+    seg = Segment.open(reg.segment_name(reg.get_entry("x").field(L.R_SEGMENT_ID)),
+                       writable=True)
+    seg.mm[L.SEGMENT_HEADER_BYTES + offset] = value
+    clear_cache()
+    try:
+        arrowshm.get("x", validate=True)
+    except arrowshm.CorruptSegmentError:
+        return  # fixed
+    except escapes:
+        raise
+    raise AssertionError("the corruption went unnoticed")
