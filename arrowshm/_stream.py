@@ -930,6 +930,11 @@ class StreamReader:
     spin_us : float, default 50
         Microseconds a read spins on the ring before sleeping on a futex
         (lowest latency while a core is free; 0 on a busy machine).
+    validate : bool, default False
+        Run full Arrow validation on every batch before returning it (for
+        streams written by untrusted processes); always on when the stream's
+        segment belongs to another user. An invalid batch raises
+        ``CorruptSegmentError``.
 
     Attributes
     ----------
@@ -964,6 +969,7 @@ class StreamReader:
         start: str = "earliest",
         open_timeout: float = 0.0,
         spin_us: float = _DEFAULT_SPIN_US,
+        validate: bool = False,
     ) -> None:
         self._closed = True
         validate_name(name)
@@ -983,7 +989,9 @@ class StreamReader:
         self._geo = geom.geo
         self._arena_addr = seg.address + geom.arena_offset
         self._arena_bytes = geom.arena_bytes
-        self._validate = seg.owner_uid != os.getuid()
+        # untrusted input: full Arrow validation of every batch before handing it out,
+        # asked for, or always for a stream another user writes
+        self._validate = bool(validate) or seg.owner_uid != os.getuid()
         self._writer = (int(seg.words[L.ST_WRITER_PID]), int(seg.words[L.ST_WRITER_START]))
         self.session = int(seg.words[L.ST_SESSION])
         self._out = np.zeros(K.OUT_WORDS, dtype=np.uint64)
@@ -1076,7 +1084,8 @@ class StreamReader:
                 batch = _read_record_batch(buf, self._schema)
                 if self._validate:
                     batch.validate(full=True)
-            except (pa.ArrowInvalid, OSError, EOFError) as exc:
+            except (pa.ArrowException, OSError, EOFError, ValueError, KeyError,
+                    UnicodeDecodeError) as exc:
                 raise CorruptSegmentError(
                     f"stream {self.name!r}: batch {seq} is not a valid Arrow IPC message: "
                     f"{exc}", name=self.name, seq=seq,

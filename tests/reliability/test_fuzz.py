@@ -9,7 +9,8 @@ bytes were mangled, even while consuming every value. ``get(validate=False)``
 trusts the payload, so only the call itself (header, registry, IPC metadata
 parsing) is held to the rule; consuming unvalidated garbage is not.
 
-``StreamReader`` has no ``validate=`` parameter: it validates every batch only
+``StreamReader(validate=True)`` validates every batch (tested in
+tests/arrowshm/test_stream_validate.py); without it a reader validates only
 when the stream's segment belongs to another uid. The stream fuzz therefore
 calls ``batch.validate(full=True)`` itself before consuming a batch; a batch it
 rejects is its own outcome class ("rejected by the caller's batch.validate").
