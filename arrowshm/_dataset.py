@@ -345,7 +345,8 @@ def allocate_segment(reg: Registry, seg_bytes: int) -> tuple[int, Segment, bool]
     reg.reserve(seg_bytes)
     seg_id = reg.new_segment_id()
     try:
-        seg = Segment.create(reg.segment_name(seg_id), seg_bytes, populate=True)
+        seg = Segment.create(reg.segment_name(seg_id), seg_bytes, populate=True,
+                             init=_stamp_creator)
     except BaseException:
         reg.release(seg_bytes)
         raise
@@ -389,6 +390,20 @@ def _retire(reg: Registry, segment_id: int) -> None:
             return
     if not get_pool(reg).give(segment_id, seg):
         reclaim(reg, seg)
+
+
+def _stamp_creator(seg: Segment) -> None:
+    """Mark a segment about to be named as WRITING by this process, so that the
+    moment it exists ``gc`` can tell whether its creator still lives."""
+    pid, start = identity()
+    w = seg.words
+    w[L.S_FORMAT_VERSION] = L.FORMAT_VERSION
+    w[L.S_STATE] = L.SEG_WRITING
+    w[L.S_CREATOR_PID] = pid
+    w[L.S_CREATOR_START] = start
+    w[L.S_CREATED_NS] = time.time_ns()
+    w[L.S_SEGMENT_BYTES] = seg.size
+    w[L.S_MAGIC] = L.SEGMENT_MAGIC
 
 
 def _write_header(seg: Segment, kind: int, data_bytes: int, *, fresh: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -15,15 +16,29 @@ class Mapping:
 
 
 def shm_mappings() -> list[Mapping]:
-    """This process's mappings of /dev/shm objects."""
-    out = []
+    """This process's mappings of /dev/shm objects, each with the object's current
+    name.
+
+    A segment this process created is mapped before it is named (see
+    ``Segment.create``), so the kernel lists it as ``/dev/shm/#<inode>
+    (deleted)``; such entries are matched to their name by inode. Objects
+    really unlinked keep the kernel's ``(deleted)`` path.
+    """
+    entries = []
     with open("/proc/self/maps") as f:
         for line in f:
             parts = line.split(maxsplit=5)
             if len(parts) == 6 and parts[5].startswith("/dev/shm/"):
                 lo, hi = parts[0].split("-")
-                out.append(Mapping(int(lo, 16), int(hi, 16), parts[5].strip()))
-    return out
+                entries.append((int(lo, 16), int(hi, 16), int(parts[4]), parts[5].strip()))
+    names: dict[int, str] = {}
+    if any(path.endswith(" (deleted)") for *_, path in entries):
+        with os.scandir("/dev/shm") as it:
+            names = {e.inode(): "/dev/shm/" + e.name for e in it}
+    return [
+        Mapping(lo, hi, names.get(ino, path) if path.endswith(" (deleted)") else path)
+        for lo, hi, ino, path in entries
+    ]
 
 
 def table_buffers(table: pa.Table | pa.RecordBatch) -> list[pa.Buffer]:

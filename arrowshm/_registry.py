@@ -154,7 +154,11 @@ class Registry:
                 f"ARROWSHM_REGISTRY_CAPACITY={capacity} is out of range 1..1048576",
                 capacity=capacity,
             )
-        seg = Segment.create(self.shm_name, L.registry_bytes(capacity))
+        return Segment.create(self.shm_name, L.registry_bytes(capacity),
+                              init=lambda seg: self._init_header(seg, capacity))
+
+    @staticmethod
+    def _init_header(seg: Segment, capacity: int) -> None:
         w = seg.words
         w[L.H_INIT_PID] = os.getpid()
         w[L.H_FORMAT_VERSION] = L.FORMAT_VERSION
@@ -164,7 +168,6 @@ class Registry:
         w[L.H_CREATED_NS] = time.time_ns()
         w[L.H_NEXT_SEGMENT_ID] = 1
         atomic_store(w, L.H_MAGIC, _U64(L.REGISTRY_MAGIC))  # release: header complete
-        return seg
 
     def _check_header(self, seg: Segment) -> None:
         w = seg.words

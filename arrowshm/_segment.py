@@ -14,6 +14,7 @@ import errno
 import mmap
 import os
 import stat
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -62,8 +63,23 @@ class Segment:
         self.w32: npt.NDArray[np.uint32] = buf[: size - size % 4].view(np.uint32)
 
     @classmethod
-    def create(cls, name: str, size: int, *, mode: int = 0o600, populate: bool = False) -> Segment:
+    def create(
+        cls,
+        name: str,
+        size: int,
+        *,
+        mode: int = 0o600,
+        populate: bool = False,
+        init: Callable[[Segment], None] | None = None,
+    ) -> Segment:
         """Create, size and map a new segment; nothing is left behind on failure.
+
+        The object is built unnamed (``O_TMPFILE`` in /dev/shm), sized, mapped
+        and passed to *init*, and only then linked under *name*: a creator
+        killed at any moment leaves either nothing or a segment whose header
+        *init* already stamped (its creator's pid), never an anonymous
+        half-made object that only an age-based grace period could reclaim.
+        Where ``O_TMPFILE`` is unavailable it falls back to ``shm_open``.
 
         With *populate*, the page tables are filled at mapping time
         (``MAP_POPULATE``), for a creator about to write the whole segment.
@@ -76,6 +92,38 @@ class Segment:
             When /dev/shm cannot hold *size* bytes.
         """
         try:
+            fd = os.open(SHM_DIR, os.O_TMPFILE | os.O_RDWR, mode)
+        except OSError as exc:
+            if _fds_exhausted(exc):
+                raise _fd_limit_error(name, exc) from exc
+            if exc.errno == errno.ENOSPC:
+                raise ShmFullError(f"cannot create {name}: /dev/shm is full; " + _SHM_FULL_HINT,
+                                   requested=size) from exc
+            return cls._create_named(name, size, mode=mode, populate=populate, init=init)
+        try:
+            seg = cls._size_and_map(fd, name, size, mode, populate)
+            if init is not None:
+                init(seg)
+            try:  # linkat(AT_SYMLINK_FOLLOW) of the magic link names the unnamed file
+                os.link(f"/proc/self/fd/{fd}", SHM_DIR + name, src_dir_fd=_root_fd(),
+                        follow_symlinks=True)
+            except FileExistsError as exc:
+                raise FileExistsError(errno.EEXIST, f"shared memory {name} exists") from exc
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:  # (a directory entry needs no data pages)
+                    raise ShmFullError(f"cannot create {name}: /dev/shm is full; "
+                                       + _SHM_FULL_HINT, requested=size) from exc
+                raise
+        finally:
+            os.close(fd)  # the mapping keeps the object; unnamed, it dies with it
+        return seg
+
+    @classmethod
+    def _create_named(
+        cls, name: str, size: int, *, mode: int, populate: bool,
+        init: Callable[[Segment], None] | None,
+    ) -> Segment:
+        try:
             shm = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode=mode)
         except posix_ipc.ExistentialError as exc:
             raise FileExistsError(errno.EEXIST, f"shared memory {name} exists") from exc
@@ -86,36 +134,40 @@ class Segment:
             if _fds_exhausted(exc):
                 raise _fd_limit_error(name, exc) from exc
             raise
-        fd = shm.fd
         try:
-            os.fchmod(fd, mode)  # shm_open applies the umask; the mode asked for is the mode
-            try:
-                os.posix_fallocate(fd, 0, size)
-            except OSError as exc:
-                if exc.errno in (errno.ENOSPC, errno.ENOMEM, errno.EFBIG):
-                    free = _shm_free_bytes()
-                    raise ShmFullError(
-                        f"/dev/shm has no room for {size:,} bytes ({free:,} free): "
-                        + _SHM_FULL_HINT,
-                        requested=size,
-                        available=free,
-                    ) from exc
-                raise
-            # the creator writes every page: populate the page tables in one call instead of
-            # taking a fault per page (readers map lazily, so their get stays O(1))
-            flags = mmap.MAP_SHARED | (getattr(mmap, "MAP_POPULATE", 0) if populate else 0)
+            seg = cls._size_and_map(shm.fd, name, size, mode, populate)
+            if init is not None:
+                init(seg)
+        except BaseException:
+            _unlink_quietly(name)
+            raise
+        finally:
+            shm.close_fd()
+        return seg
+
+    @classmethod
+    def _size_and_map(cls, fd: int, name: str, size: int, mode: int, populate: bool) -> Segment:
+        os.fchmod(fd, mode)  # open applies the umask; the mode asked for is the mode
+        try:
+            os.posix_fallocate(fd, 0, size)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.ENOMEM, errno.EFBIG):
+                free = _shm_free_bytes()
+                raise ShmFullError(
+                    f"/dev/shm has no room for {size:,} bytes ({free:,} free): " + _SHM_FULL_HINT,
+                    requested=size,
+                    available=free,
+                ) from exc
+            raise
+        # the creator writes every page: populate the page tables in one call instead of
+        # taking a fault per page (readers map lazily, so their get stays O(1))
+        flags = mmap.MAP_SHARED | (getattr(mmap, "MAP_POPULATE", 0) if populate else 0)
+        try:
             mm = mmap.mmap(fd, size, flags, mmap.PROT_READ | mmap.PROT_WRITE)
         except OSError as exc:
-            _unlink_quietly(name)
-            shm.close_fd()
             if _fds_exhausted(exc):  # mmap dups the descriptor
                 raise _fd_limit_error(name, exc) from exc
             raise
-        except BaseException:
-            _unlink_quietly(name)
-            shm.close_fd()
-            raise
-        shm.close_fd()
         return cls(name, mm, size, True, os.getuid())
 
     @classmethod
@@ -177,6 +229,18 @@ def _fd_limit_error(name: str, exc: OSError) -> ResourceLimitError:
         shm_name=name,
         errno=exc.errno,
     )
+
+
+_root: int | None = None
+
+
+def _root_fd() -> int:
+    """A directory descriptor, only so that ``os.link`` calls ``linkat`` (plain
+    ``link`` does not follow /proc's magic links)."""
+    global _root
+    if _root is None:
+        _root = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    return _root
 
 
 def unlink(name: str) -> bool:

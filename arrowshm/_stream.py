@@ -396,15 +396,18 @@ class StreamWriter:
                 _refuse_live_writer(name, existing)
         reg.reserve(seg_bytes)
         seg_id = reg.new_segment_id()
-        try:
-            seg = Segment.create(reg.segment_name(seg_id), seg_bytes)
+        try:  # initialized before it is named: a killed creator leaves nothing anonymous
+            seg = Segment.create(
+                reg.segment_name(seg_id), seg_bytes,
+                init=lambda seg: self._init_segment(seg, schema_msg, max_readers, n_slots,
+                                                    arena, readers_off, ring_off, arena_off,
+                                                    schema),
+            )
         except BaseException:
             reg.release(seg_bytes)
             raise
         published = False
         try:
-            self._init_segment(seg, schema_msg, max_readers, n_slots, arena, readers_off,
-                               ring_off, arena_off, schema)
             self._geom = _parse(seg)
             slot, gen, session, old_seg = _publish_session(
                 reg, name, seg, seg_id, seg_bytes, arena, schema

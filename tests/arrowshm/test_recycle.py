@@ -14,6 +14,7 @@ import pytest
 import arrowshm
 from arrowshm import _layout as L
 from arrowshm._dataset import flush_releases
+from arrowshm._introspect import shm_mappings
 from arrowshm._pool import get_pool
 from arrowshm._registry import get_registry
 from arrowshm._segment import Segment
@@ -145,28 +146,34 @@ def test_pooled_segments_count_against_the_quota_and_free_on_gc(namespace: str) 
     assert reg.bytes_used == 0
 
 
-def _mapped(path_fragment: str) -> bool:
+def _mapped(inode: int) -> bool:
+    """Whether this process maps the object with *inode* (named or unlinked)."""
     with open("/proc/self/maps") as f:
-        return any(path_fragment in line for line in f)
+        return any(len(p) == 6 and int(p[4]) == inode
+                   for p in (line.split(maxsplit=5) for line in f))
 
 
 def test_a_producer_unmaps_versions_another_process_deleted(namespace: str) -> None:
     info = arrowshm.put("del", stamped_table(1, 30_000))
     shm_path = "/dev/shm" + info.segment
-    assert _mapped(shm_path)  # kept mapped for a cheap recycle later
+    inode = os.stat(shm_path).st_ino
+    assert _mapped(inode)  # kept mapped for a cheap recycle later
+    assert shm_path in {m.path for m in shm_mappings()}  # listed under its name
     proc = subprocess.run([sys.executable, "-c", "import arrowshm; arrowshm.delete('del')"],
                           env=dict(os.environ), timeout=60)
     assert proc.returncode == 0
     arrowshm.gc()
     flush_releases()
-    assert not _mapped(shm_path)  # its memory is not held alive by this process
+    assert not _mapped(inode)  # its memory is not held alive by this process
 
 
 def test_deleting_in_the_producer_unmaps_at_once(namespace: str) -> None:
     info = arrowshm.put("del2", stamped_table(1, 30_000))
+    inode = os.stat("/dev/shm" + info.segment).st_ino
+    assert _mapped(inode)
     arrowshm.delete("del2")
     flush_releases()
-    assert not _mapped("/dev/shm" + info.segment)
+    assert not _mapped(inode)
 
 
 def test_a_stale_reader_never_takes_a_sealed_recycled_segment_for_its_old_version(

@@ -70,29 +70,20 @@ def _unreferenced(namespace: str) -> list[tuple[str, bool, str]]:
 
 
 def _assert_gc_leaves_only_live(namespace: str) -> dict[str, int]:
-    """gc, then only live segments may remain, except objects a writer killed between
-    creating and stamping them left: gc keeps those (creator unknown) for a 60 s grace
-    (arrowshm._gc._UNINITIALIZED_GRACE_S). Those are aged past the grace and must go
-    at the next gc."""
+    """One gc, then only live segments may remain: a segment is named only once
+    its creator stamped it (Segment.create builds it unnamed), so whatever a
+    killed writer left is attributable to a dead process and reclaimed at once,
+    with no grace period to wait out."""
     report = arrowshm.gc()
     left = _unreferenced(namespace)
-    assert all(not init for _, init, _ in left), ([d for *_, d in left], report)
-    old = time.time() - 3600
-    for name, _, _ in left:
-        os.utime("/dev/shm" + name, (old, old))
-    second = arrowshm.gc()
-    # every leftover, empty ones (a writer killed between shm_open and fallocate)
-    # included, is reclaimed once past gc's grace period
-    assert sorted(second.segments) == sorted(n for n, _, _ in left), second
-    assert len(data_objects(namespace)) == _live_segment_count(namespace), (
-        [d for *_, d in _unreferenced(namespace)], report, second)
+    assert left == [], ([d for *_, d in left], report)
+    assert len(data_objects(namespace)) == _live_segment_count(namespace), report
     from arrowshm import _layout as L
     from arrowshm._segment import object_stat
 
     counted = int(get_registry(namespace).words[L.H_BYTES_USED])
     actual = sum(st.st_size for n in data_objects(namespace) if (st := object_stat(n)))
     return {"gc_reclaimed": len(report.segments), "gc_recovered": len(report.recovered),
-            "uninitialized_kept_for_grace": len(left),
             "bytes_used_counter_minus_actual": counted - actual}  # reported, not asserted
 
 
@@ -242,11 +233,23 @@ def test_reader_killed_200_times_never_stalls_the_writer(namespace: str) -> None
 
 # -- 3. two writers racing on one name -------------------------------------------------------
 
-def _racing_writer(namespace: str, seed: int, log_path: str) -> None:
+def _start_when_ready(target: Any, *args: Any) -> Any:
+    """Start *target(*args, ready)* in a new process and return once it has imported
+    everything (it sets *ready* right before its put loop), so that a kill that
+    follows lands in its work, not in its interpreter's start-up."""
+    ready = ctx().Event()
+    p = ctx().Process(target=target, args=(*args, ready))
+    p.start()
+    assert ready.wait(60), "the writer process did not start"
+    return p
+
+
+def _racing_writer(namespace: str, seed: int, log_path: str, ready: Any) -> None:
     os.environ["ARROWSHM_NAMESPACE"] = namespace
     rng = random.Random(seed)
     fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     tag = seed * 1_000_000
+    ready.set()
     while True:
         tag += 1
         info = arrowshm.put(DATASET, stamped_table(tag, rng.randrange(100, 60_000)), retain=4)
@@ -265,10 +268,7 @@ def _race_kills(namespace: str, kills: int, logdir: Path) -> dict[str, int]:
     def spawn() -> Any:
         nonlocal seed
         seed += 1
-        p = ctx().Process(target=_racing_writer, args=(namespace, seed,
-                                                      str(logdir / f"w{seed}.log")))
-        p.start()
-        return p
+        return _start_when_ready(_racing_writer, namespace, seed, str(logdir / f"w{seed}.log"))
 
     try:
         procs = [spawn(), spawn()]
@@ -324,9 +324,10 @@ def test_two_writers_racing_killed_200_times(namespace: str, tmp_path: Path) -> 
 
 # -- 4. the service killed while reaping -----------------------------------------------------
 
-def _putter_forever(namespace: str, seed: int) -> None:
+def _putter_forever(namespace: str, seed: int, ready: Any) -> None:
     os.environ["ARROWSHM_NAMESPACE"] = namespace
     tag = seed * 1000
+    ready.set()
     while True:
         tag += 1
         arrowshm.put(f"garbage/{seed % 3}", stamped_table(tag, 200_000), retain=1)
@@ -338,9 +339,8 @@ def _service_rounds(namespace: str, kills: int, top: Path, rng: random.Random,
 
     for k in range(kills):
         # leave work for the reaper: a writer killed mid-put, an expiring TTL dataset
-        p = ctx().Process(target=_putter_forever, args=(namespace, k))
-        p.start()
-        time.sleep(0.05 + rng.random() * 0.2)
+        p = _start_when_ready(_putter_forever, namespace, k)
+        time.sleep(rng.random() * 0.2)
         os.kill(p.pid or 0, signal.SIGKILL)
         p.join()
         counts["garbage_writers_killed"] += 1

@@ -19,10 +19,11 @@ from tests.helpers import check_stamped, run_python, stamped_table
 NAME = "crash/target"
 
 
-def _writer_forever(namespace: str, seed: int) -> None:
+def _writer_forever(namespace: str, seed: int, ready: Any) -> None:
     os.environ["ARROWSHM_NAMESPACE"] = namespace
     rng = random.Random(seed)
     tag = seed * 1_000_000
+    ready.set()  # imported: from here on the writer does nothing but put
     while True:
         tag += 1
         arrowshm.put(NAME, stamped_table(tag, rng.randrange(1_000, 120_000)), retain=2)
@@ -63,9 +64,11 @@ def _kill_loop(namespace: str, kills: int, max_delay: float) -> tuple[int, int, 
     recovered_after: list[float] = []
     try:
         for k in range(kills):
-            w = ctx.Process(target=_writer_forever, args=(namespace, k + 2))
+            ready = ctx.Event()
+            w = ctx.Process(target=_writer_forever, args=(namespace, k + 2, ready))
             w.start()
-            time.sleep(0.25 + rng.random() * max_delay)  # importing takes ~0.2 s
+            assert ready.wait(60), "the writer did not start"
+            time.sleep(rng.random() * max_delay)  # then killed at a random moment of a put
             os.kill(w.pid or 0, signal.SIGKILL)
             w.join()
             # the name must stay writable: the next writer takes over within ~a second
