@@ -342,13 +342,17 @@ def allocate_segment(reg: Registry, seg_bytes: int) -> tuple[int, Segment, bool]
     taken = get_pool(reg).take(seg_bytes)
     if taken is not None:
         return taken[0], taken[1], False  # pages already faulted in
-    reg.reserve(seg_bytes)
-    seg_id = reg.new_segment_id()
+    res = reg.reserve_for_creation(seg_bytes)
+
+    def init(seg: Segment) -> None:
+        _stamp_creator(seg)
+        res.settle()  # named next: from then on the segment accounts for its bytes
+
     try:
-        seg = Segment.create(reg.segment_name(seg_id), seg_bytes, populate=True,
-                             init=_stamp_creator)
+        seg_id = reg.new_segment_id()
+        seg = Segment.create(reg.segment_name(seg_id), seg_bytes, populate=True, init=init)
     except BaseException:
-        reg.release(seg_bytes)
+        res.cancel()
         raise
     return seg_id, seg, True
 

@@ -51,6 +51,9 @@ class GcReport:
         (or keeps them in its pool for reuse).
     pooled : int
         Segments of this process's reuse pool that were freed.
+    quota_recovered : int
+        Quota bytes given back that killed creators had reserved for segments
+        they never named.
     """
 
     segments: list[str] = field(default_factory=list)
@@ -59,6 +62,7 @@ class GcReport:
     recovered: list[str] = field(default_factory=list)
     kept: int = 0
     pooled: int = 0
+    quota_recovered: int = 0
 
     @property
     def count(self) -> int:
@@ -92,6 +96,7 @@ def gc(namespace: str | None = None) -> GcReport:
     reg = get_registry(ns)
     report = GcReport()
     _recover_entries(reg, report)
+    report.quota_recovered = reg.recover_reservations()
     _expire(reg, report)
     _reclaim_segments(reg, report)
     if report.segments or report.expired:
@@ -184,8 +189,10 @@ def _reclaim_segments(reg: Registry, report: GcReport) -> None:
             st = object_stat(shm)
             removed = st is not None and unlink(shm)
             freed = int(st.st_size) if st is not None and removed else 0
-            if removed:
+            if removed and mapped is not None:
                 reg.release(freed)
+            # (an unstamped object never settled its creator's reservation, which
+            # recover_reservations gives back: releasing its size too would count twice)
         else:
             freed = reclaim(reg, mapped, word)  # fails if the segment changed since inspected
             removed = freed > 0

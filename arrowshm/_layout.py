@@ -32,6 +32,8 @@ offset field                meaning
 328    stat_deletes         names deleted
 336    stat_reaped          objects reclaimed by gc / the reaper
 344    live_entries         entries in state LIVE
+1024   reservations[64]     32 bytes each: pid, start, bytes, 0 — bytes a live
+                            creator reserved for a segment not yet named
 4096   entries[capacity]    ``ENTRY_BYTES`` each
 ====== ==================== ==================================================
 
@@ -126,6 +128,10 @@ H_STAT_PUTS = 40
 H_STAT_DELETES = 41
 H_STAT_REAPED = 42
 H_LIVE_ENTRIES = 43
+# in-flight byte reservations: a creator's quota bytes until its segment is named
+H_RESERVATIONS = 128
+RESERVATION_SLOTS = 64
+RESERVATION_WORDS = 4  # pid, start, bytes, (unused)
 
 # --- registry entry (word indices relative to the entry) --------------------
 ENTRY_BYTES = 1024

@@ -99,6 +99,36 @@ def _encode_name(name: str) -> npt.NDArray[np.uint64]:
     return np.frombuffer(padded, dtype=np.uint64).copy()
 
 
+_RESERVATION_LOCKED = 1 << 63  # a gc is clearing the slot (never a pid)
+
+
+class Reservation:
+    """Quota bytes reserved for one segment being created (see
+    :meth:`Registry.reserve_for_creation`)."""
+
+    __slots__ = ("nbytes", "reg", "slot")
+
+    def __init__(self, reg: Registry, slot: int, nbytes: int) -> None:
+        self.reg = reg
+        self.slot = slot
+        self.nbytes = nbytes
+
+    def settle(self, _seg: object = None) -> None:
+        """The segment is about to be named and will account for the bytes itself."""
+        if self.slot >= 0:
+            base = L.H_RESERVATIONS + self.slot * L.RESERVATION_WORDS
+            atomic_store(self.reg.words, base + 2, _U64(0))
+            atomic_store(self.reg.words, base + 1, _U64(0))
+            atomic_store(self.reg.words, base, _U64(0))
+            self.slot = -1
+
+    def cancel(self) -> None:
+        """The segment was not created: give the bytes back (slot first, so that a
+        crash in between leaves the counter high, never low)."""
+        self.settle()
+        self.reg.release(self.nbytes)
+
+
 class Registry:
     """The mapped registry of one namespace (one instance per namespace per process)."""
 
@@ -487,6 +517,66 @@ class Registry:
 
     def release(self, nbytes: int) -> None:
         counter_release(self.words, L.H_BYTES_USED, _U64(nbytes))
+
+    def reserve_for_creation(self, nbytes: int) -> Reservation:
+        """Reserve *nbytes* of quota for a segment about to be created, recorded
+        in the header's reservation table under this process until
+        :meth:`Reservation.settle` (called right before the segment is named;
+        from then on the segment itself accounts for its bytes). A creator
+        killed in between leaves a reservation of a dead process, which
+        :meth:`recover_reservations` gives back.
+
+        Each step is ordered so that a crash can only ever leave the counter
+        too high by one reservation (between the quota add and the record of
+        its size, or between settling and naming: a few instructions), never
+        too low.
+
+        Raises
+        ------
+        QuotaExceededError
+            When the quota would be exceeded; nothing is reserved.
+        """
+        pid, start = identity()
+        w = self.words
+        slot = -1
+        for i in range(L.RESERVATION_SLOTS):
+            base = L.H_RESERVATIONS + i * L.RESERVATION_WORDS
+            # a free slot's start and bytes are 0 (every releaser clears them first),
+            # so until the start is stored gc judges the claimer by its pid alone
+            if int(w[base]) == 0 and int(atomic_cas(w, base, _U64(0), _U64(pid))) == 0:
+                atomic_store(w, base + 1, _U64(start))
+                slot = i
+                break
+        res = Reservation(self, slot, nbytes)
+        try:
+            self.reserve(nbytes)
+        except BaseException:
+            res.settle()
+            raise
+        if slot >= 0:  # (a full table: untracked, as if it had one)
+            atomic_store(w, L.H_RESERVATIONS + slot * L.RESERVATION_WORDS + 2, _U64(nbytes))
+        return res
+
+    def recover_reservations(self) -> int:
+        """Give back the quota bytes of creators that died before naming their
+        segment; returns the bytes released."""
+        w = self.words
+        freed = 0
+        for i in range(L.RESERVATION_SLOTS):
+            base = L.H_RESERVATIONS + i * L.RESERVATION_WORDS
+            pid = int(atomic_load(w, base))
+            if pid == 0 or is_alive(pid, int(atomic_load(w, base + 1))):
+                continue
+            # lock the slot (one gc wins), clear it, then give the bytes back
+            if int(atomic_cas(w, base, _U64(pid), _U64(_RESERVATION_LOCKED))) != pid:
+                continue
+            nbytes = int(atomic_load(w, base + 2))  # final: its writer is dead
+            atomic_store(w, base + 2, _U64(0))
+            atomic_store(w, base + 1, _U64(0))
+            atomic_store(w, base, _U64(0))
+            self.release(nbytes)
+            freed += nbytes
+        return freed
 
     def _dec(self, idx: int, n: int) -> None:
         counter_release(self.words, idx, _U64(n))

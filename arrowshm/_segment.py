@@ -104,8 +104,10 @@ class Segment:
             seg = cls._size_and_map(fd, name, size, mode, populate)
             if init is not None:
                 init(seg)
-            try:  # linkat(AT_SYMLINK_FOLLOW) of the magic link names the unnamed file
-                os.link(f"/proc/self/fd/{fd}", SHM_DIR + name, src_dir_fd=_root_fd(),
+            # linkat(AT_SYMLINK_FOLLOW) of /proc's magic link names the unnamed file
+            # (a dir fd makes os.link call linkat; with absolute paths it is unused)
+            try:
+                os.link(f"/proc/self/fd/{fd}", SHM_DIR + name, src_dir_fd=fd,
                         follow_symlinks=True)
             except FileExistsError as exc:
                 raise FileExistsError(errno.EEXIST, f"shared memory {name} exists") from exc
@@ -229,18 +231,6 @@ def _fd_limit_error(name: str, exc: OSError) -> ResourceLimitError:
         shm_name=name,
         errno=exc.errno,
     )
-
-
-_root: int | None = None
-
-
-def _root_fd() -> int:
-    """A directory descriptor, only so that ``os.link`` calls ``linkat`` (plain
-    ``link`` does not follow /proc's magic links)."""
-    global _root
-    if _root is None:
-        _root = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    return _root
 
 
 def unlink(name: str) -> bool:

@@ -394,17 +394,18 @@ class StreamWriter:
             existing = reg.read_record(*found)
             if existing is not None:
                 _refuse_live_writer(name, existing)
-        reg.reserve(seg_bytes)
-        seg_id = reg.new_segment_id()
-        try:  # initialized before it is named: a killed creator leaves nothing anonymous
-            seg = Segment.create(
-                reg.segment_name(seg_id), seg_bytes,
-                init=lambda seg: self._init_segment(seg, schema_msg, max_readers, n_slots,
-                                                    arena, readers_off, ring_off, arena_off,
-                                                    schema),
-            )
+        res = reg.reserve_for_creation(seg_bytes)
+
+        def init(seg: Segment) -> None:  # before it is named: a killed creator leaves nothing
+            self._init_segment(seg, schema_msg, max_readers, n_slots, arena, readers_off,
+                               ring_off, arena_off, schema)
+            res.settle()
+
+        try:
+            seg_id = reg.new_segment_id()
+            seg = Segment.create(reg.segment_name(seg_id), seg_bytes, init=init)
         except BaseException:
-            reg.release(seg_bytes)
+            res.cancel()
             raise
         published = False
         try:

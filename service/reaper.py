@@ -56,6 +56,7 @@ class Reaper:
             "expired": report.expired,
             "recovered": report.recovered,
             "kept": report.kept,
+            "quota_recovered": report.quota_recovered,
             "readers_evicted": readers,
         }
 
@@ -101,6 +102,9 @@ class Reaper:
             log_event(_log, "recovered entry", name=name, namespace=self.namespace)
         for r in readers:
             log_event(_log, "evicted dead reader", reader=r, namespace=self.namespace)
+        if report.quota_recovered:
+            log_event(_log, "recovered quota of dead creators", bytes=report.quota_recovered,
+                      namespace=self.namespace)
         self.reclaimed["segment"] += len(report.segments)
         self.reclaimed["expired"] += len(report.expired)
         self.reclaimed["recovered"] += len(report.recovered)

@@ -141,6 +141,9 @@ class GcResult(BaseModel):
     recovered: list[str] = Field(description="Entries whose dead writer left a lock or a "
                                              "half-done publish.")
     kept: int = Field(description="Unreferenced segments kept: a live process is writing them.")
+    quota_recovered: int = Field(default=0, description="Quota bytes given back that killed "
+                                                        "creators reserved for segments they "
+                                                        "never named.")
     readers_evicted: list[str] = Field(description="Dead stream readers evicted.")
 
 

@@ -24,11 +24,13 @@ def test_registry_header_offsets() -> None:
         "H_STRUCT_LOCK_START": 72, "H_NEXT_SEGMENT_ID": 128, "H_BYTES_USED": 192,
         "H_QUOTA_BYTES": 200, "H_EVENT_SEQ": 256, "H_EVENT_WAITERS": 264,
         "H_EVENT_FUTEX": 272, "H_STAT_PUTS": 320, "H_STAT_DELETES": 328,
-        "H_STAT_REAPED": 336, "H_LIVE_ENTRIES": 344,
+        "H_STAT_REAPED": 336, "H_LIVE_ENTRIES": 344, "H_RESERVATIONS": 1024,
     }  # fmt: skip
     for name, offset in expected.items():
         assert getattr(L, name) * 8 == offset, name
     assert L.REGISTRY_HEADER_BYTES == 4096
+    assert L.RESERVATION_SLOTS * L.RESERVATION_WORDS * 8 == 2048  # bytes 1024..3071
+    assert (L.H_RESERVATIONS + L.RESERVATION_SLOTS * L.RESERVATION_WORDS) * 8 <= 4096
     # hot words do not share cache lines
     lines = {L.H_STRUCT_LOCK * 8 // 64, L.H_NEXT_SEGMENT_ID * 8 // 64,
              L.H_BYTES_USED * 8 // 64, L.H_EVENT_SEQ * 8 // 64}

@@ -37,7 +37,13 @@ def test_steady_puts_of_one_size_reuse_a_few_segments(namespace: str) -> None:
     assert check_stamped(arrowshm.get("steady")) == 40
 
 
-def test_a_held_table_stays_intact_through_many_recycles(namespace: str) -> None:
+def test_a_held_table_stays_intact_through_many_recycles(
+    namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the pinned segment stays pooled (never taken) for the whole test; on a loaded
+    # machine the 60 puts may outlast the pool's default 30 s idle limit, which would
+    # free it (correctly) and leave nothing to inspect at the end
+    monkeypatch.setenv("ARROWSHM_POOL_IDLE_S", "3600")
     arrowshm.put("lap", stamped_table(1, 50_000))
     held = arrowshm.get("lap")
     held_segment = _segment_of("lap")

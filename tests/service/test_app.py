@@ -160,6 +160,7 @@ def test_gc_route_reports_what_it_reclaimed(client: TestClient) -> None:
     r = client.post("/v1/gc")
     assert r.status_code == 200
     assert set(r.json()) == {"segments", "bytes_freed", "expired", "recovered", "kept",
+                             "quota_recovered",
                              "readers_evicted"}
 
 
