@@ -192,6 +192,27 @@ def _cmd_mirror(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_root() -> Path | None:
+    """The source checkout holding ``bench/`` (the benchmarks are not installed)."""
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "bench" / "__main__.py").is_file() else None
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from ._errors import InvalidArgumentError
+
+    root = _bench_root()
+    if root is None:
+        raise InvalidArgumentError(
+            "the benchmarks ship with the source, not the installed package: clone the "
+            "repository, `pip install -e \".[dev]\"` there, and run `arrowshm bench` (or "
+            "`python -m bench`) in it"
+        )
+    import subprocess
+
+    return subprocess.call([sys.executable, "-m", "bench", *args.bench_args], cwd=root)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="arrowshm",
@@ -213,6 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
     rm.set_defaults(func=_cmd_rm)
     g = sub.add_parser("gc", help="reclaim segments that crashed or finished processes left")
     g.set_defaults(func=_cmd_gc)
+    b = sub.add_parser("bench", help="run the benchmarks against every peer (python -m bench)",
+                       description="Runs `python -m bench` of the source checkout, passing "
+                       "every argument on (e.g. --quick, --sizes 1,64, --peers ray): "
+                       "`arrowshm bench --help` lists them.", add_help=False)
+    b.add_argument("bench_args", nargs=argparse.REMAINDER, metavar="ARGS")
+    b.set_defaults(func=_cmd_bench)
     mi = sub.add_parser("mirror", help="keep a remote dataset or stream (arrowshm serve "
                         "--flight) mirrored into local shared memory",
                         description="Follow NAME at URI (grpc://HOST:PORT of arrowshm serve "
@@ -245,7 +272,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``arrowshm`` console script."""
     from ._errors import ArrowShmError
 
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if argv[:1] == ["bench"]:  # everything after the verb belongs to `python -m bench`
+        args = argparse.Namespace(func=_cmd_bench, bench_args=argv[1:])
+    else:
+        args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except ArrowShmError as exc:

@@ -68,3 +68,12 @@ def test_demo_reads_zero_copy_in_another_process() -> None:
 
     m = re.search(r"(\d+)/(\d+) Arrow buffers live in shared memory", out.stdout)
     assert m is not None and m.group(1) == m.group(2) and int(m.group(2)) >= 4
+
+
+def test_bench_runs_the_benchmark_command_with_its_arguments() -> None:
+    out = cli("bench", "--help")  # forwarded to `python -m bench`, not parsed by arrowshm
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("usage: python -m bench")
+    assert "--quick" in out.stdout and "--peers" in out.stdout
+    out = cli("bench", "--no-such-option")
+    assert out.returncode == 2 and "unrecognized arguments" in out.stderr
