@@ -64,6 +64,13 @@ _LOCK_TIMEOUT_S = 10.0
 _SEQLOCK_RETRIES = 1 << 14
 
 
+def _stall_timeout() -> float:
+    """Seconds a reader waits for a record stuck mid-write by a live process
+    (``ARROWSHM_STALL_TIMEOUT_S``, default 5) before raising instead of hanging."""
+    raw = os.environ.get("ARROWSHM_STALL_TIMEOUT_S", "").strip()
+    return float(raw) if raw else 5.0
+
+
 def registry_capacity() -> int:
     """Entries of a newly created registry: ``ARROWSHM_REGISTRY_CAPACITY`` or 4096."""
     raw = os.environ.get("ARROWSHM_REGISTRY_CAPACITY", "")
@@ -272,6 +279,7 @@ class Registry:
         of a LIVE entry (deleted, or reused for another name)."""
         out = np.empty(L.RECORD_WORDS, dtype=np.uint64)
         base = self.ew(slot, L.E_SEQLOCK)
+        deadline = 0.0
         while True:
             seq = seqlock_try_read(self.words, base, out, _SEQLOCK_RETRIES)
             if seq >= 0:
@@ -281,6 +289,10 @@ class Registry:
                     f"registry {self.shm_name} entry {slot} is out of bounds ({seq})",
                     shm_name=self.shm_name,
                 )
+            if not deadline:
+                deadline = time.monotonic() + _stall_timeout()
+            elif time.monotonic() > deadline:
+                raise self._stalled_error(slot)
             self._recover_stalled(slot)
         if (
             int(atomic_load(self.words, self.ew(slot, L.E_STATE))) != L.STATE_LIVE
@@ -298,7 +310,26 @@ class Registry:
             with self.entry_lock(slot):
                 pass  # taking the lock over runs the recovery
         else:
-            time.sleep(0)
+            time.sleep(0.0001)  # a write takes well under a microsecond: yield the core
+
+    def _stalled_error(self, slot: int) -> ArrowShmError:
+        """The error for a record that stayed mid-write past the stall timeout: a
+        live writer stopped inside its write (e.g. SIGSTOP), or corrupt bytes."""
+        owner = int(atomic_load(self.words, self.ew(slot, L.E_LOCK)))
+        name = self.read_name(slot)
+        if owner:
+            return WaitTimeoutError(
+                f"entry {name!r} of registry {self.shm_name} has been mid-write for over "
+                f"{_stall_timeout():g} s while pid {owner} holds its lock: that process is "
+                "stopped or stuck; resume or kill it (a killed writer is recovered at once)",
+                name=name, pid=owner,
+            )
+        return CorruptSegmentError(
+            f"entry {name!r} of registry {self.shm_name} reads as mid-write with no writer "
+            "holding its lock: the registry is corrupt; delete the entry (`arrowshm rm`) "
+            "or remove the namespace's objects if no process uses them",
+            shm_name=self.shm_name, name=name,
+        )
 
     def read_name(self, slot: int) -> str:
         n = int(self.words[self.ew(slot, L.E_NAME_LEN)])

@@ -255,3 +255,41 @@ def test_ipc_parse_errors_of_any_kind_become_corrupt_segment_error(
     except escapes:
         raise
     raise AssertionError("the corruption went unnoticed")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("owner", ["none", "live"])
+def test_a_record_stuck_mid_write_is_an_error_not_a_hang(
+    namespace: str, owner: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the long fuzz: a registry entry whose seqlock reads odd (mid-write)
+    with no writer holding its lock made every get() spin forever. Now a reader
+    waits at most ARROWSHM_STALL_TIMEOUT_S: corrupt when nobody holds the lock, a
+    timeout naming the pid when a live process does (stopped inside its write)."""
+    import time
+
+    from arrowshm._dataset import clear_cache
+
+    arrowshm.put("x", _INT_TABLE)
+    reg = get_registry(namespace)
+    slot = reg.get_entry("x").slot
+    seq_idx, lock_idx = reg.ew(slot, L.E_SEQLOCK), reg.ew(slot, L.E_LOCK)
+    saved_seq, saved_lock = int(reg.words[seq_idx]), int(reg.words[lock_idx])
+    monkeypatch.setenv("ARROWSHM_STALL_TIMEOUT_S", "0.5")
+    clear_cache()
+    reg.words[seq_idx] = saved_seq + 1  # odd: mid-write
+    if owner == "live":
+        reg.words[lock_idx] = os.getpid()  # a live holder (as if stopped mid-write)
+    expected = arrowshm.WaitTimeoutError if owner == "live" else arrowshm.CorruptSegmentError
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(expected) as err:
+            arrowshm.get("x")
+        assert time.monotonic() - t0 < 30  # a watchdog: it returned at all
+        assert "'x'" in str(err.value)
+        if owner == "live":
+            assert str(os.getpid()) in str(err.value)
+    finally:
+        reg.words[lock_idx] = saved_lock
+        reg.words[seq_idx] = saved_seq
+    assert arrowshm.get("x").equals(_INT_TABLE)  # restored: readable again
