@@ -25,7 +25,7 @@ from ._errors import ArrowShmError
 from ._names import SHM_PREFIX, current_namespace, parse_segment_shm_name
 from ._pin import reclaim, state_word
 from ._proc import is_alive
-from ._registry import Registry, get_registry
+from ._registry import EntryView, Registry, get_registry
 from ._segment import Segment, list_names, object_stat, unlink
 from .kernels.atomics import atomic_load
 
@@ -96,6 +96,7 @@ def gc(namespace: str | None = None) -> GcReport:
     reg = get_registry(ns)
     report = GcReport()
     _recover_entries(reg, report)
+    _remove_abandoned_claims(reg, report)
     report.quota_recovered = reg.recover_reservations()
     _expire(reg, report)
     _reclaim_segments(reg, report)
@@ -122,6 +123,19 @@ def _recover_entries(reg: Registry, report: GcReport) -> None:
                 if int(w[reg.ew(slot, L.E_STATE)]) == L.STATE_CLAIMED:
                     w[reg.ew(slot, L.E_STATE)] = L.STATE_DELETED
                     report.recovered.append(reg.read_name(slot))
+
+
+def _abandoned(view: EntryView) -> bool:
+    """A dataset name claimed by a writer that died before publishing a version."""
+    owner = view.field(L.R_OWNER_PID)
+    return (view.kind == L.KIND_DATASET and view.version == 0 and owner != 0
+            and not is_alive(owner, view.field(L.R_OWNER_START)))
+
+
+def _remove_abandoned_claims(reg: Registry, report: GcReport) -> None:
+    for view in list(reg.entries()):
+        if _abandoned(view) and reg.remove(view.slot, view.generation, _abandoned):
+            report.recovered.append(view.name)
 
 
 def _expire(reg: Registry, report: GcReport) -> None:

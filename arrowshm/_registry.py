@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -491,7 +491,13 @@ class Registry:
                 w[self.ew(slot, L.E_NAME_LEN)] = len(name.encode())
                 w[self.ew(slot, L.E_KIND)] = kind
                 w[self.ew(slot, L.E_NAME_HASH)] = h
-                seqlock_write(w, self.ew(slot, L.E_SEQLOCK), np.zeros(L.RECORD_WORDS, _U64))
+                # an empty record (version 0) naming its claimer, so that gc can remove an
+                # entry whose claimer died before publishing anything into it
+                rec = np.zeros(L.RECORD_WORDS, _U64)
+                pid, start = identity()
+                rec[L.R_OWNER_PID], rec[L.R_OWNER_START] = pid, start
+                rec[L.R_CREATED_NS] = time.time_ns()
+                seqlock_write(w, self.ew(slot, L.E_SEQLOCK), rec)
                 atomic_store(w, self.ew(slot, L.E_GENERATION), _U64(gen))  # release: name set
                 atomic_store(w, self.ew(slot, L.E_STATE), _U64(L.STATE_LIVE))
             atomic_fetch_add(w, L.H_LIVE_ENTRIES, _U64(1))
@@ -507,12 +513,17 @@ class Registry:
                 status=status,
             )
 
-    def remove(self, slot: int, generation: int) -> EntryView | None:
-        """Mark entry *slot* DELETED if it still holds *generation*; returns the
+    def remove(
+        self, slot: int, generation: int, only_if: Callable[[EntryView], bool] | None = None
+    ) -> EntryView | None:
+        """Mark entry *slot* DELETED if it still holds *generation* (and, with
+        *only_if*, if its snapshot taken under the locks satisfies it); returns the
         last snapshot (whose segments the caller unlinks) or None."""
         with self.struct_lock(), self.entry_lock(slot):
             view = self.snapshot(slot)
             if view is None or view.generation != generation:
+                return None
+            if only_if is not None and not only_if(view):
                 return None
             atomic_store(self.words, self.ew(slot, L.E_STATE), _U64(L.STATE_DELETED))
             self.words[self.ew(slot, L.E_LOCK_NS)] = 0

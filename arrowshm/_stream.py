@@ -126,7 +126,10 @@ class _Geometry:
         raw = bytes(self.seg.mm[at : at + self.schema_bytes])
         try:
             return pa.ipc.read_schema(pa.py_buffer(raw))
-        except (pa.ArrowInvalid, OSError) as exc:
+        # any parse failure (ArrowNotImplementedError for an impossible bit width,
+        # ArrowKeyError, a name that is not UTF-8, …) means corrupt bytes
+        except (pa.ArrowException, OSError, EOFError, ValueError, KeyError,
+                UnicodeDecodeError) as exc:
             raise CorruptSegmentError(
                 f"{self.seg.name} holds no valid Arrow schema: {exc}", shm_name=self.seg.name
             ) from exc

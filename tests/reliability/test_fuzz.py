@@ -293,3 +293,22 @@ def test_a_record_stuck_mid_write_is_an_error_not_a_hang(
         reg.words[lock_idx] = saved_lock
         reg.words[seq_idx] = saved_seq
     assert arrowshm.get("x").equals(_INT_TABLE)  # restored: readable again
+
+
+@pytest.mark.timeout(60)
+def test_a_corrupt_stream_schema_of_any_kind_is_corrupt_segment_error(namespace: str) -> None:
+    """Found by the stream fuzz: a schema message whose int64 bit width reads 0 made
+    the reader raise pyarrow's ArrowNotImplementedError instead of CorruptSegmentError."""
+    with arrowshm.StreamWriter("s", _INT_TABLE.schema, capacity_bytes=64 << 10) as w:
+        reg = get_registry(namespace)
+        seg = Segment.open(reg.segment_name(reg.get_entry("s").field(L.R_SEGMENT_ID)),
+                           writable=True)
+        msg = _INT_TABLE.schema.serialize().to_pybytes()
+        at = L.STREAM_SCHEMA_OFFSET
+        assert bytes(seg.mm[at:at + len(msg)]) == msg  # stored as pyarrow serializes it
+        at += msg.index(b"\x40")  # the int64 field's bit width (64)
+        seg.mm[at] = 0
+        with pytest.raises(arrowshm.CorruptSegmentError):
+            arrowshm.StreamReader("s", open_timeout=5)
+        seg.mm[at] = 0x40
+        w.write(_INT_TABLE.to_batches()[0])

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import arrowshm
+from arrowshm import _layout as L
 from arrowshm.testing import data_objects
 from tests.helpers import check_stamped, run_python, stamped_table
 
@@ -220,3 +221,37 @@ def test_quota_reserved_by_a_creator_killed_before_naming_is_given_back(
         arrowshm.put("big", big)  # the whole quota is usable again
     finally:
         reg.set_quota(None)
+
+
+_KILLED_AFTER_CLAIM = """
+import os, signal
+import arrowshm
+from arrowshm import _registry
+from tests.helpers import stamped_table
+
+_registry.Registry.write_record = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+arrowshm.put("never/published", stamped_table(3, 1_000))
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_name_claimed_by_a_writer_killed_before_its_first_version_is_removed_by_gc(
+    namespace: str,
+) -> None:
+    from arrowshm._registry import get_registry
+
+    proc = run_python(_KILLED_AFTER_CLAIM, check=False, env={"PYTHONPATH": os.getcwd()})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    reg = get_registry(namespace)
+    assert reg.lookup("never/published") is not None  # claimed, holding no version
+    with pytest.raises(arrowshm.NotFoundError, match="no version yet"):
+        arrowshm.get("never/published")
+    live_before = reg.words[L.H_LIVE_ENTRIES]
+    report = arrowshm.gc()
+    assert "never/published" in report.recovered
+    assert reg.lookup("never/published") is None
+    assert reg.words[L.H_LIVE_ENTRIES] == live_before - 1
+    assert arrowshm.put("never/published", stamped_table(4, 10)).version == 1
+    # a live writer's fresh claim is never taken for abandoned
+    arrowshm.put("alive", stamped_table(5, 10))
+    assert "alive" not in arrowshm.gc().recovered
