@@ -106,7 +106,7 @@ def _encode_name(name: str) -> npt.NDArray[np.uint64]:
     return np.frombuffer(padded, dtype=np.uint64).copy()
 
 
-_RESERVATION_LOCKED = 1 << 63  # a gc is clearing the slot (never a pid)
+_RESERVATION_LOCKED = 1 << 63  # | pid of a gc clearing the slot (never a pid alone)
 
 
 class Reservation:
@@ -606,11 +606,18 @@ class Registry:
         freed = 0
         for i in range(L.RESERVATION_SLOTS):
             base = L.H_RESERVATIONS + i * L.RESERVATION_WORDS
-            pid = int(atomic_load(w, base))
-            if pid == 0 or is_alive(pid, int(atomic_load(w, base + 1))):
+            word = int(atomic_load(w, base))
+            if word == 0:
                 continue
-            # lock the slot (one gc wins), clear it, then give the bytes back
-            if int(atomic_cas(w, base, _U64(pid), _U64(_RESERVATION_LOCKED))) != pid:
+            if word & _RESERVATION_LOCKED:  # a gc is clearing it: unless that gc died
+                if is_alive(word & ~_RESERVATION_LOCKED, 0):
+                    continue
+            elif is_alive(word, int(atomic_load(w, base + 1))):
+                continue
+            # lock the slot with our pid (one gc wins; a dead locker's lock is taken over),
+            # clear it, then give the bytes back
+            mine = _RESERVATION_LOCKED | os.getpid()
+            if int(atomic_cas(w, base, _U64(word), _U64(mine))) != word:
                 continue
             nbytes = int(atomic_load(w, base + 2))  # final: its writer is dead
             atomic_store(w, base + 2, _U64(0))

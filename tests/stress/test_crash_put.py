@@ -255,3 +255,29 @@ def test_a_name_claimed_by_a_writer_killed_before_its_first_version_is_removed_b
     # a live writer's fresh claim is never taken for abandoned
     arrowshm.put("alive", stamped_table(5, 10))
     assert "alive" not in arrowshm.gc().recovered
+
+
+@pytest.mark.timeout(60)
+def test_a_reservation_a_killed_gc_was_clearing_is_taken_over(namespace: str) -> None:
+    """gc locks a dead creator's reservation slot with its own pid before clearing it;
+    a gc (or reaper) killed right then must not strand those bytes forever."""
+    import subprocess
+    import sys
+
+    from arrowshm._registry import _RESERVATION_LOCKED, get_registry
+
+    arrowshm.put("x", stamped_table(1, 10))
+    reg = get_registry(namespace)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead_pid = int(dead.stdout)  # exited: a gc killed while holding the slot's lock
+    base = L.H_RESERVATIONS + (L.RESERVATION_SLOTS - 1) * L.RESERVATION_WORDS
+    used = reg.bytes_used
+    reg.reserve(123_456)
+    reg.words[base + 2] = 123_456
+    reg.words[base + 1] = 1
+    reg.words[base] = _RESERVATION_LOCKED | dead_pid
+    report = arrowshm.gc()
+    assert report.quota_recovered == 123_456
+    assert reg.bytes_used == used
+    assert int(reg.words[base]) == 0  # the slot is free again
