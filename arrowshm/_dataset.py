@@ -345,7 +345,7 @@ def allocate_segment(reg: Registry, seg_bytes: int) -> tuple[int, Segment, bool]
     res = reg.reserve_for_creation(seg_bytes)
 
     def init(seg: Segment) -> None:
-        _stamp_creator(seg)
+        _init_fresh(seg)
         res.settle()  # named next: from then on the segment accounts for its bytes
 
     try:
@@ -396,39 +396,41 @@ def _retire(reg: Registry, segment_id: int) -> None:
         reclaim(reg, seg)
 
 
-def _stamp_creator(seg: Segment) -> None:
-    """Mark a segment about to be named as WRITING by this process, so that the
-    moment it exists ``gc`` can tell whether its creator still lives."""
+def stamp_creator(seg: Segment) -> None:
+    """Write the header fields that name this process as the segment's creator
+    (format version, creator pid and start time, creation time, size)."""
     pid, start = identity()
     w = seg.words
     w[L.S_FORMAT_VERSION] = L.FORMAT_VERSION
-    w[L.S_STATE] = L.SEG_WRITING
     w[L.S_CREATOR_PID] = pid
     w[L.S_CREATOR_START] = start
     w[L.S_CREATED_NS] = time.time_ns()
     w[L.S_SEGMENT_BYTES] = seg.size
-    w[L.S_MAGIC] = L.SEGMENT_MAGIC
+
+
+def _init_fresh(seg: Segment) -> None:
+    """A new segment, before it is named: WRITING by this process, so that the
+    moment it exists ``gc`` can tell whether its creator still lives."""
+    stamp_creator(seg)
+    seg.words[L.S_STATE] = L.SEG_WRITING
+    seg.words[L.S_MAGIC] = L.SEGMENT_MAGIC
 
 
 def _write_header(seg: Segment, kind: int, data_bytes: int, *, fresh: bool) -> None:
-    pid, start = identity()
+    """Header of a dataset version about to be written into *seg*, which is WRITING
+    and stamped: a fresh one by :func:`_init_fresh`, a recycled one since its
+    previous life (its creator is restamped here)."""
     w = seg.words
-    w[L.S_FORMAT_VERSION] = L.FORMAT_VERSION
+    if not fresh:
+        stamp_creator(seg)
     w[L.S_KIND] = kind
-    if fresh:  # a recycled segment is already WRITING (with its epoch)
-        w[L.S_STATE] = L.SEG_WRITING
     # forget the previous life of a recycled segment before its state can read SEALED
     # again: a reader holding a stale registry record must never match this version
     w[L.S_VERSION] = 0
     w[L.S_GENERATION] = 0
     w[L.S_NAME_HASH] = 0
-    w[L.S_CREATOR_PID] = pid
-    w[L.S_CREATOR_START] = start
-    w[L.S_CREATED_NS] = time.time_ns()
-    w[L.S_SEGMENT_BYTES] = seg.size
     w[L.S_DATA_OFFSET] = L.SEGMENT_HEADER_BYTES
     w[L.S_DATA_BYTES] = data_bytes
-    w[L.S_MAGIC] = L.SEGMENT_MAGIC
 
 
 def _check_kind(reg: Registry, slot: int, name: str, kind: int) -> None:

@@ -96,9 +96,8 @@ def gc(namespace: str | None = None) -> GcReport:
     reg = get_registry(ns)
     report = GcReport()
     _recover_entries(reg, report)
-    _remove_abandoned_claims(reg, report)
     report.quota_recovered = reg.recover_reservations()
-    _expire(reg, report)
+    _sweep_entries(reg, report)
     _reclaim_segments(reg, report)
     if report.segments or report.expired:
         reg.count(L.H_STAT_REAPED, len(report.segments) + len(report.expired))
@@ -132,15 +131,15 @@ def _abandoned(view: EntryView) -> bool:
             and not is_alive(owner, view.field(L.R_OWNER_START)))
 
 
-def _remove_abandoned_claims(reg: Registry, report: GcReport) -> None:
-    for view in list(reg.entries()):
-        if _abandoned(view) and reg.remove(view.slot, view.generation, _abandoned):
-            report.recovered.append(view.name)
-
-
-def _expire(reg: Registry, report: GcReport) -> None:
+def _sweep_entries(reg: Registry, report: GcReport) -> None:
+    """One pass over the live entries: delete those whose TTL passed and names whose
+    claimer died before publishing a first version."""
     now = time.time_ns()
     for view in list(reg.entries()):
+        if _abandoned(view):
+            if reg.remove(view.slot, view.generation, _abandoned):
+                report.recovered.append(view.name)
+            continue
         ttl = view.field(L.R_TTL_NS)
         if ttl and now > view.field(L.R_UPDATED_NS) + ttl:
             removed = reg.remove(view.slot, view.generation)

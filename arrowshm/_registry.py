@@ -109,6 +109,13 @@ def _encode_name(name: str) -> npt.NDArray[np.uint64]:
 _RESERVATION_LOCKED = 1 << 63  # | pid of a gc clearing the slot (never a pid alone)
 
 
+def _free_reservation(w: npt.NDArray[np.uint64], base: int) -> None:
+    """Clear a reservation slot, its pid last: a free slot's start and bytes are 0."""
+    atomic_store(w, base + 2, _U64(0))
+    atomic_store(w, base + 1, _U64(0))
+    atomic_store(w, base, _U64(0))
+
+
 class Reservation:
     """Quota bytes reserved for one segment being created (see
     :meth:`Registry.reserve_for_creation`)."""
@@ -120,13 +127,10 @@ class Reservation:
         self.slot = slot
         self.nbytes = nbytes
 
-    def settle(self, _seg: object = None) -> None:
+    def settle(self) -> None:
         """The segment is about to be named and will account for the bytes itself."""
         if self.slot >= 0:
-            base = L.H_RESERVATIONS + self.slot * L.RESERVATION_WORDS
-            atomic_store(self.reg.words, base + 2, _U64(0))
-            atomic_store(self.reg.words, base + 1, _U64(0))
-            atomic_store(self.reg.words, base, _U64(0))
+            _free_reservation(self.reg.words, L.H_RESERVATIONS + self.slot * L.RESERVATION_WORDS)
             self.slot = -1
 
     def cancel(self) -> None:
@@ -620,9 +624,7 @@ class Registry:
             if int(atomic_cas(w, base, _U64(word), _U64(mine))) != word:
                 continue
             nbytes = int(atomic_load(w, base + 2))  # final: its writer is dead
-            atomic_store(w, base + 2, _U64(0))
-            atomic_store(w, base + 1, _U64(0))
-            atomic_store(w, base, _U64(0))
+            _free_reservation(w, base)
             self.release(nbytes)
             freed += nbytes
         return freed

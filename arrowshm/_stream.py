@@ -477,17 +477,13 @@ class StreamWriter:
     def _init_segment(self, seg: Segment, schema_msg: bytes, max_readers: int, n_slots: int,
                       arena: int, readers_off: int, ring_off: int, arena_off: int,
                       schema: pa.Schema) -> None:
-        from ._dataset import schema_fingerprint
+        from ._dataset import schema_fingerprint, stamp_creator
 
         pid, start = identity()
+        stamp_creator(seg)
         w = seg.words
-        w[L.S_FORMAT_VERSION] = L.FORMAT_VERSION
         w[L.S_KIND] = L.KIND_STREAM
         w[L.S_STATE] = L.SEG_WRITING
-        w[L.S_CREATOR_PID] = pid
-        w[L.S_CREATOR_START] = start
-        w[L.S_CREATED_NS] = time.time_ns()
-        w[L.S_SEGMENT_BYTES] = seg.size
         w[L.S_DATA_OFFSET] = arena_off
         w[L.S_DATA_BYTES] = arena
         w[L.S_SCHEMA_FP] = schema_fingerprint(schema)

@@ -182,7 +182,7 @@ from tests.helpers import stamped_table
 what = {what!r}
 die = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
 if what == "dataset":
-    _dataset._stamp_creator = die       # inside Segment.create's init: reserved, not named
+    _dataset._init_fresh = die          # inside Segment.create's init: reserved, not named
     arrowshm.put("creating", stamped_table(1, 20_000))
 else:
     _stream.StreamWriter._init_segment = die
