@@ -4,13 +4,17 @@ A version lives in its own segment: a 4 KiB header, then the table as an Arrow
 IPC stream written straight into the mapping (sized beforehand by a counting
 pass). Publishing is one seqlock write of the registry entry, so a reader sees
 either the previous version or the new one, whole. Versions beyond the
-retention count are unlinked at once: POSIX keeps an unlinked segment's memory
-valid for every process that maps it, so a table a reader holds stays intact
-without any reference counting.
+retention count go to the writer's pool (:mod:`arrowshm._pool`) and are
+rewritten by a later put once no reader pins them (:mod:`arrowshm._pin`), or
+are unlinked: POSIX keeps an unlinked segment's memory valid for every process
+that maps it.
 
-``get`` maps the version read-only and wraps it with ``pyarrow.ipc`` — every
-buffer of the table points into the mapping; its cost depends on the number of
-columns and batches, not on bytes.
+``get`` pins the version's segment and wraps the payload with ``pyarrow.ipc``
+— every buffer of the table points into the mapping; its cost depends on the
+number of columns and batches, not on bytes. A reader reuses the mapping of a
+segment it read before (:mod:`arrowshm._mapcache`) and, for a single-batch
+version of a schema it already parsed, decodes just the batch message (the
+header's batch locator, FORMAT.md).
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import os
-import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,12 +42,14 @@ from ._errors import (
     NotFoundError,
     WaitTimeoutError,
 )
+from ._mapcache import ReaderPin, flush_releases, release_later, take_idle
 from ._names import current_namespace, validate_name
-from ._pin import Pin, pin, reclaim, set_state, state_word
+from ._pin import reclaim, set_state, state_word
 from ._pool import get_pool
 from ._proc import identity
 from ._registry import EntryView, Registry, get_registry
 from ._segment import Segment, object_stat
+from .kernels.pins import PIN_BAD_FORMAT, PIN_BAD_OFFSETS, PIN_OK, PIN_STALE, pin_version
 
 __all__ = [
     "DatasetInfo",
@@ -62,6 +67,7 @@ _U64 = np.uint64
 _IPC_OPTIONS = pa.ipc.IpcWriteOptions(allow_64bit=True)
 _PARALLEL_COPY_BYTES = 32 << 20
 _GET_RETRIES = 64
+_HAS_TO_TABLE = hasattr(pa.RecordBatch, "to_table")
 
 
 @dataclass(frozen=True)
@@ -317,17 +323,36 @@ def put(name: str, data: Any, *, retain: int = 1, ttl: float | None = None) -> D
             out.set_memcopy_threads(min(4, os.cpu_count() or 1))
         with pa.ipc.new_stream(out, table.schema, options=_IPC_OPTIONS) as w:
             w.write_table(table)
+            batch = _single_batch(w, table.schema, out.tell(), seg.mm)
         w_ = seg.words
         w_[L.S_NUM_ROWS] = table.num_rows
         w_[L.S_SCHEMA_FP] = fp
         set_state(seg, L.SEG_SEALED)
         info = _publish(reg, name, seg, seg_id, data_bytes, table.num_rows, fp,
-                        retain, ttl_ns, table.schema)
+                        retain, ttl_ns, table.schema, batch)
         published = True
     finally:
         if not published:
             reclaim(reg, seg)
     return info
+
+
+_CONTINUATION = b"\xff\xff\xff\xff"
+
+
+def _single_batch(
+    writer: pa.ipc.RecordBatchStreamWriter, schema: pa.Schema, end: int, mm: Any
+) -> tuple[int, int] | None:
+    """(offset, length) in the payload of the only record-batch message just
+    written, or None when there are several batches or dictionary batches."""
+    stats = writer.stats
+    if stats.num_record_batches != 1 or stats.num_dictionary_batches != 0:
+        return None
+    start = schema.serialize().size  # the stream begins with exactly this message
+    at = L.SEGMENT_HEADER_BYTES + start
+    if not 0 < start < end or mm[at : at + 4] != _CONTINUATION:
+        return None  # (never seen: a writer that frames messages differently)
+    return start, end - start
 
 
 def allocate_segment(reg: Registry, seg_bytes: int) -> tuple[int, Segment, bool]:
@@ -429,6 +454,7 @@ def _write_header(seg: Segment, kind: int, data_bytes: int, *, fresh: bool) -> N
     w[L.S_VERSION] = 0
     w[L.S_GENERATION] = 0
     w[L.S_NAME_HASH] = 0
+    w[L.S_BATCH_VERSION] = 0
     w[L.S_DATA_OFFSET] = L.SEGMENT_HEADER_BYTES
     w[L.S_DATA_BYTES] = data_bytes
 
@@ -455,8 +481,10 @@ def _publish(
     retain: int,
     ttl_ns: int,
     schema: pa.Schema,
+    batch: tuple[int, int] | None = None,
 ) -> DatasetInfo:
-    """Make *seg* the next version of *name*; unlink what falls out of retention."""
+    """Make *seg* the next version of *name*; unlink what falls out of retention.
+    *batch* locates the payload's only record-batch message (see FORMAT.md)."""
     pid, start = identity()
     for _ in range(100):
         slot, gen = reg.claim(name, L.KIND_DATASET)
@@ -490,6 +518,9 @@ def _publish(
             w[L.S_VERSION] = version
             w[L.S_NAME_HASH] = int(reg.words[reg.ew(slot, L.E_NAME_HASH)])
             w[L.S_GENERATION] = gen
+            if batch is not None:
+                w[L.S_BATCH_OFFSET], w[L.S_BATCH_BYTES] = batch
+                w[L.S_BATCH_VERSION] = version
             reg.write_record(slot, rec)
             # only now: PUBLISHED + unreferenced means "retired" to gc
             set_state(seg, L.SEG_PUBLISHED)
@@ -512,6 +543,7 @@ class _Cached:
     segment_id: int
     table: pa.Table | None
     schema: pa.Schema | None = None
+    schema_fp: int = 0  # fingerprint of `schema` (0: unknown)
 
 
 # (namespace, name) -> newest version this process mapped; one per name, so a
@@ -521,51 +553,21 @@ _cache_lock = threading.Lock()
 
 
 def _cache_put(
-    namespace: str, name: str, version: int, segment_id: int, table: pa.Table | None
+    namespace: str, name: str, version: int, segment_id: int, table: pa.Table, schema_fp: int
 ) -> None:
     with _cache_lock:
         cur = _cache.get((namespace, name))
         if cur is None or cur.version <= version:
-            _cache[(namespace, name)] = _Cached(version, segment_id, table,
-                                                table.schema if table is not None else None)
-    if cur is not None:
-        _release_later(cur)
-
-
-# Dropping the superseded version's table releases its pin and unmaps it (tens of
-# µs); a daemon thread does that off the caller's get (munmap runs without the GIL).
-_graveyard: queue.SimpleQueue[object] = queue.SimpleQueue()
-_undertaker: tuple[int, threading.Thread] | None = None
-
-
-def _release_later(obj: object) -> None:
-    global _undertaker
-    if _undertaker is None or _undertaker[0] != os.getpid():  # (none after a fork)
-        thread = threading.Thread(target=_bury, name="arrowshm-release", daemon=True)
-        thread.start()
-        _undertaker = (os.getpid(), thread)
-    _graveyard.put(obj)
-
-
-def _bury() -> None:
-    while True:
-        obj = _graveyard.get()
-        if isinstance(obj, threading.Event):
-            obj.set()
-        del obj
-
-
-def flush_releases(timeout: float = 10.0) -> None:
-    """Wait until every superseded table handed to the release thread is dropped."""
-    if _undertaker is None or _undertaker[0] != os.getpid():
-        return
-    done = threading.Event()
-    _graveyard.put(done)
-    done.wait(timeout)
+            _cache[(namespace, name)] = _Cached(version, segment_id, table, table.schema,
+                                                schema_fp)
+    # dropped here: releasing a pin is two atomic stores, and the mapping goes to the
+    # idle cache (an unmap, if any, happens on the release thread)
+    del cur
 
 
 def clear_cache() -> None:
-    """Drop this process's cached mappings (tables already handed out stay valid)."""
+    """Drop this process's cached tables and idle mappings (tables already handed
+    out stay valid)."""
     with _cache_lock:
         _cache.clear()
     flush_releases()
@@ -616,10 +618,10 @@ class _Recycled(Exception):
 
 
 def _open_version(
-    reg: Registry, segment_id: int, version: int, view: EntryView, *, pinned: bool
-) -> tuple[Segment, Pin | None, int, int, int]:
-    """Map the segment of *version*: (segment, pin or None, payload offset, length,
-    state word). With *pinned*, the segment is pinned (see :mod:`arrowshm._pin`).
+    reg: Registry, segment_id: int, version: int, view: EntryView
+) -> tuple[Segment, int, int, int]:
+    """Map the segment of *version* read-only, unpinned (for its schema and size):
+    (segment, payload offset, length, state word).
 
     Raises
     ------
@@ -628,23 +630,9 @@ def _open_version(
     _Recycled
         When it now holds another version (recycled since).
     """
-    seg = Segment.open(reg.segment_name(segment_id), writable=pinned)
+    seg = Segment.open(reg.segment_name(segment_id))
     w = seg.words
-    if seg.size < L.SEGMENT_HEADER_BYTES or int(w[L.S_MAGIC]) != L.SEGMENT_MAGIC:
-        raise CorruptSegmentError(
-            f"{seg.name} (dataset {view.name!r}) is not an arrowshm segment; delete the "
-            "dataset and put it again",
-            shm_name=seg.name,
-        )
-    if int(w[L.S_FORMAT_VERSION]) != L.FORMAT_VERSION:
-        raise FormatVersionError(
-            f"{seg.name} was written with format version {int(w[L.S_FORMAT_VERSION])}; this "
-            f"arrowshm reads {L.FORMAT_VERSION}: read it with the arrowshm that wrote it",
-            found=int(w[L.S_FORMAT_VERSION]),
-            expected=L.FORMAT_VERSION,
-        )
-    p = pin(seg) if pinned else None
-    # after pinning (seq_cst): a writer recycling it from now on sees the pin
+    _check_header(seg, view.name)
     word = state_word(seg)
     if (
         # SEALED too: a writer killed right after publishing never marked it PUBLISHED
@@ -653,19 +641,70 @@ def _open_version(
         or int(w[L.S_GENERATION]) != view.generation
         or int(w[L.S_NAME_HASH]) != int(reg.words[reg.ew(view.slot, L.E_NAME_HASH)])
     ):
-        if p is not None:
-            p.release()
         raise _Recycled()
     off, n = int(w[L.S_DATA_OFFSET]), int(w[L.S_DATA_BYTES])
     if off < L.SEGMENT_HEADER_BYTES or off + n > seg.size:
-        if p is not None:
-            p.release()
+        raise _bad_offsets(seg, view.name, version)
+    return seg, off, n, word
+
+
+def _check_header(seg: Segment, name: str, format_found: int | None = None) -> None:
+    w = seg.words
+    if seg.size < L.SEGMENT_HEADER_BYTES or int(w[L.S_MAGIC]) != L.SEGMENT_MAGIC:
         raise CorruptSegmentError(
-            f"{seg.name} header of dataset {view.name!r} version {version} has impossible "
-            f"offsets ({off}, {n}); delete the dataset and put it again",
+            f"{seg.name} (dataset {name!r}) is not an arrowshm segment; delete the "
+            "dataset and put it again",
             shm_name=seg.name,
         )
-    return seg, p, off, n, word
+    found = int(w[L.S_FORMAT_VERSION]) if format_found is None else format_found
+    if found != L.FORMAT_VERSION:
+        raise FormatVersionError(
+            f"{seg.name} was written with format version {found}; this "
+            f"arrowshm reads {L.FORMAT_VERSION}: read it with the arrowshm that wrote it",
+            found=found,
+            expected=L.FORMAT_VERSION,
+        )
+
+
+def _bad_offsets(seg: Segment, name: str, version: int) -> CorruptSegmentError:
+    return CorruptSegmentError(
+        f"{seg.name} header of dataset {name!r} version {version} has impossible "
+        "offsets; delete the dataset and put it again",
+        shm_name=seg.name,
+    )
+
+
+def _pin_version(
+    reg: Registry, segment_id: int, version: int, view: EntryView, schema_fp: int
+) -> tuple[Segment, ReaderPin, int, int, int, int]:
+    """Map (or reuse an idle mapping of) the segment of *version* and pin it:
+    (segment, pin, payload offset, length, batch offset, batch length); see
+    :func:`arrowshm.kernels.pins.pin_version`.
+
+    Raises
+    ------
+    NotFoundError
+        When the segment is gone (retired since the registry was read).
+    _Recycled
+        When it now holds another version (recycled since).
+    """
+    shm_name = reg.segment_name(segment_id)
+    key = (shm_name, reg.created_ns, reg.creator_pid)
+    seg = take_idle(key) or Segment.open(shm_name, writable=True)
+    pid, start = identity()
+    status, slot, off, n, boff, blen = pin_version(
+        seg.words, seg.size, L.SEGMENT_MAGIC, L.FORMAT_VERSION, pid, start, version,
+        view.generation, int(reg.words[reg.ew(view.slot, L.E_NAME_HASH)]), schema_fp,
+    )
+    if status == PIN_OK:
+        return seg, ReaderPin(seg, slot, pid, key), off, n, boff, blen
+    if status == PIN_STALE:
+        release_later(seg)  # recycled, being rewritten or reclaimed: map it afresh
+        raise _Recycled()
+    if status == PIN_BAD_OFFSETS:
+        raise _bad_offsets(seg, view.name, version)
+    _check_header(seg, view.name, slot if status == PIN_BAD_FORMAT else None)
+    raise AssertionError(f"pin_version returned {status}")  # _check_header raised
 
 
 def get(name: str, *, version: int | None = None, validate: bool = False) -> pa.Table:
@@ -718,8 +757,11 @@ def get(name: str, *, version: int | None = None, validate: bool = False) -> pa.
             if validate:
                 _validate(cached.table, name)
             return cached.table
+        schema = cached.schema if cached is not None else None
         try:
-            seg, p, off, n, _ = _open_version(reg, seg_id, want, view, pinned=True)
+            seg, p, off, n, boff, blen = _pin_version(
+                reg, seg_id, want, view, cached.schema_fp if cached is not None else 0
+            )
         except (NotFoundError, _Recycled):
             # retired or recycled between reading the entry and opening it: read it again
             reg.forget(name)
@@ -727,12 +769,19 @@ def get(name: str, *, version: int | None = None, validate: bool = False) -> pa.
                 time.sleep(0.0001 * attempt)
             continue
         # every buffer of the table keeps `p` alive; the last one freed releases the pin
-        buf = pa.foreign_buffer(seg.address + off, n, base=p)
-        table = _read_table(buf, name, seg.name)
+        if blen and schema is not None:
+            # one record batch of a schema this process already parsed (same fingerprint)
+            buf = pa.foreign_buffer(seg.address + off + boff, blen, base=p)
+            table = _read_batch(buf, schema, name, seg.name)
+            fp = cached.schema_fp if cached is not None else 0
+        else:
+            buf = pa.foreign_buffer(seg.address + off, n, base=p)
+            table = _read_table(buf, name, seg.name)
+            fp = int(seg.words[L.S_SCHEMA_FP])
         if validate or seg.owner_uid != os.getuid():
             _validate(table, name)
         if version is None or want == view.version:
-            _cache_put(namespace, name, want, seg_id, table)
+            _cache_put(namespace, name, want, seg_id, table, fp)
         return table
     raise NotFoundError(
         f"{name!r} kept changing while it was read; try again", name=name
@@ -742,12 +791,27 @@ def get(name: str, *, version: int | None = None, validate: bool = False) -> pa.
 def _read_table(buf: pa.Buffer, name: str, shm_name: str) -> pa.Table:
     try:
         return pa.ipc.open_stream(buf).read_all()
-    except (pa.ArrowException, UnicodeDecodeError, ValueError, KeyError, OSError) as exc:
+    except (pa.ArrowException, UnicodeDecodeError, ValueError, KeyError, OSError, EOFError) as exc:
         # any failure to parse the bytes (ArrowKeyError is also a KeyError: never let a
         # corrupt payload look like a missing name)
         raise CorruptSegmentError(
             f"{shm_name} (dataset {name!r}) does not hold a valid Arrow stream: {exc}; "
             "delete the dataset and put it again",
+            name=name,
+            shm_name=shm_name,
+        ) from exc
+
+
+def _read_batch(buf: pa.Buffer, schema: pa.Schema, name: str, shm_name: str) -> pa.Table:
+    try:
+        batch = pa.ipc.read_record_batch(buf, schema)
+        if _HAS_TO_TABLE:  # (pyarrow >= 16) half the cost of Table.from_batches
+            return batch.to_table()
+        return pa.Table.from_batches([batch], schema)
+    except (pa.ArrowException, UnicodeDecodeError, ValueError, KeyError, OSError, EOFError) as exc:
+        raise CorruptSegmentError(
+            f"{shm_name} (dataset {name!r}) does not hold a valid Arrow record batch: "
+            f"{exc}; delete the dataset and put it again",
             name=name,
             shm_name=shm_name,
         ) from exc
@@ -771,7 +835,7 @@ def _schema_of(reg: Registry, view: EntryView, version: int, seg_id: int) -> pa.
         and cached.schema is not None
     ):
         return cached.schema
-    seg, _, off, n, word = _open_version(reg, seg_id, version, view, pinned=False)
+    seg, off, n, word = _open_version(reg, seg_id, version, view)
     try:
         schema = pa.ipc.open_stream(pa.py_buffer(seg.mm).slice(off, n)).schema
     except (pa.ArrowException, UnicodeDecodeError, ValueError, KeyError, OSError) as exc:
@@ -825,7 +889,7 @@ def _info_for(name: str, version: int | None) -> DatasetInfo:
         info = _make_info(reg, name, view.record, schema, want, reg.segment_name(seg_id))
         if want != view.version:  # an older version: its sizes are in its own header
             try:
-                seg, _, _, n, word = _open_version(reg, seg_id, want, view, pinned=False)
+                seg, _, n, word = _open_version(reg, seg_id, want, view)
                 rows = int(seg.words[L.S_NUM_ROWS])
                 if state_word(seg) != word:
                     raise _Recycled()

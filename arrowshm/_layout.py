@@ -200,6 +200,11 @@ S_SCHEMA_FP = 13
 S_GENERATION = 14
 S_PIN_OVERFLOW = 16  # 1 once a reader found no free pin slot: never recycle
 S_RECYCLES = 17  # times this segment was reused for a new version
+# where the version's only record-batch message lies in the payload (0 if unknown);
+# valid only while S_BATCH_VERSION == S_VERSION (see kernels/pins.py)
+S_BATCH_VERSION = 18
+S_BATCH_OFFSET = 19
+S_BATCH_BYTES = 20
 S_PINS = 128  # pin table: PIN_SLOTS x (pid, start ticks), bytes 1024..2047
 PIN_SLOTS = 64
 PIN_WORDS = 2

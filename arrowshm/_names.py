@@ -8,6 +8,7 @@ macOS's 31-character limit and makes a namespace's objects easy to list.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -20,6 +21,10 @@ _NAME_RE = re.compile(r"[A-Za-z0-9._\-/:]{1,200}")
 _NAMESPACE_RE = re.compile(r"[a-z0-9]{1,12}")
 SHM_PREFIX = "/ash-"
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+# names and namespaces already found valid: a get's validation is then one set lookup
+_valid_names: set[str] = set()
+_valid_namespaces: set[str] = set()
+_MEMO_MAX = 4096
 
 
 def validate_name(name: object) -> str:
@@ -31,6 +36,8 @@ def validate_name(name: object) -> str:
         When *name* is not a string of 1-200 letters, digits and ``. _ - / :``,
         or has an empty ``/``-component or a ``..`` component.
     """
+    if type(name) is str and name in _valid_names:
+        return name
     if not isinstance(name, str):
         raise InvalidNameError(
             f"name must be a str, not {type(name).__name__}", name=name
@@ -50,6 +57,9 @@ def validate_name(name: object) -> str:
         )
     if any(part == ".." for part in parts):
         raise InvalidNameError(f"invalid name {name!r}: '..' is not allowed", name=name)
+    if len(_valid_names) >= _MEMO_MAX:
+        _valid_names.clear()
+    _valid_names.add(name)
     return name
 
 
@@ -72,12 +82,17 @@ def validate_namespace(namespace: str) -> str:
     InvalidNameError
         Otherwise.
     """
+    if type(namespace) is str and namespace in _valid_namespaces:
+        return namespace
     if not isinstance(namespace, str) or not _NAMESPACE_RE.fullmatch(namespace):
         raise InvalidNameError(
             f"invalid namespace {namespace!r}: ARROWSHM_NAMESPACE must be 1-12 characters "
             "of a-z and 0-9",
             namespace=namespace,
         )
+    if len(_valid_namespaces) >= _MEMO_MAX:
+        _valid_namespaces.clear()
+    _valid_namespaces.add(namespace)
     return namespace
 
 
@@ -103,6 +118,7 @@ def registry_shm_name(namespace: str) -> str:
     return f"{SHM_PREFIX}{namespace}-reg"
 
 
+@functools.lru_cache(maxsize=1024)
 def segment_shm_name(namespace: str, segment_id: int) -> str:
     """The shared-memory name of segment *segment_id* of *namespace* (at most 31 characters)."""
     return f"{SHM_PREFIX}{namespace}-{base36(segment_id)}"

@@ -27,7 +27,6 @@ recycled, republished), the CAS fails and the segment is left alone.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -36,6 +35,7 @@ from . import _layout as L
 from ._proc import identity, is_alive
 from ._segment import Segment, object_stat, unlink
 from .kernels.atomics import atomic_cas, atomic_load, atomic_store
+from .kernels.pins import unpin
 
 _U64 = np.uint64
 
@@ -73,10 +73,8 @@ class Pin:
         self.pid = pid
 
     def release(self) -> None:
-        if self.slot >= 0 and self.pid == os.getpid():  # a forked child does not own it
-            base = L.S_PINS + self.slot * L.PIN_WORDS
-            atomic_store(self.segment.words, base + 1, _U64(0))
-            atomic_cas(self.segment.words, base, _U64(self.pid), _U64(0))
+        if self.slot >= 0 and self.pid == identity()[0]:  # a forked child does not own it
+            unpin(self.segment.words, self.slot, self.pid)
         self.slot = -1
 
     def __del__(self) -> None:
@@ -86,8 +84,9 @@ class Pin:
             pass
 
 
-def pin(seg: Segment) -> Pin:
-    """Claim a pin slot of *seg* (or set its overflow flag when all are taken).
+def pin(seg: Segment, kind: type[Pin] = Pin) -> Pin:
+    """Claim a pin slot of *seg* (or set its overflow flag when all are taken);
+    the returned object is a *kind*.
 
     The caller must then check the state word (:func:`state_word`) and the
     version it wanted; on a mismatch it releases the pin and retries.
@@ -98,9 +97,9 @@ def pin(seg: Segment) -> Pin:
         base = L.S_PINS + slot * L.PIN_WORDS
         if int(w[base]) == 0 and int(atomic_cas(w, base, _U64(0), _U64(pid))) == 0:
             atomic_store(w, base + 1, _U64(start))
-            return Pin(seg, slot, pid)
+            return kind(seg, slot, pid)
     atomic_store(w, L.S_PIN_OVERFLOW, _U64(1))  # seq_cst-ordered before the state check
-    return Pin(seg, -1, pid)
+    return kind(seg, -1, pid)
 
 
 def unpinned(seg: Segment) -> bool:

@@ -23,10 +23,19 @@ def start_ticks(pid: int) -> int:
 def identity() -> tuple[int, int]:
     """(pid, start ticks) of this process; recomputed after a fork."""
     global _cache
-    pid = os.getpid()
-    if _cache is None or _cache[0] != pid:
+    if _cache is None:
+        pid = os.getpid()
         _cache = (pid, start_ticks(pid))
     return _cache
+
+
+def _forget_identity() -> None:
+    global _cache
+    _cache = None
+
+
+# (no getpid system call per use: a forked child starts with no cached identity)
+os.register_at_fork(after_in_child=_forget_identity)
 
 
 def is_alive(pid: int, start: int) -> bool:

@@ -150,6 +150,9 @@ class Registry:
         self.words = self.segment.words
         self.w32 = self.segment.w32
         self.capacity = int(self.words[L.H_CAPACITY])
+        # which registry this is: one recreated under the same name differs in both
+        self.created_ns = int(self.words[L.H_CREATED_NS])
+        self.creator_pid = int(self.words[L.H_INIT_PID])
         # threads of one process serialize on these before the cross-process lock words
         self._thread_lock = threading.Lock()
         self._entry_thread_locks: dict[int, threading.Lock] = {}

@@ -71,8 +71,26 @@ def test_segment_header_offsets() -> None:
         assert getattr(L, name) * 8 == word * 8, name
     assert L.SEGMENT_HEADER_BYTES == 4096
     assert L.S_PIN_OVERFLOW * 8 == 128 and L.S_RECYCLES * 8 == 136
+    assert (L.S_BATCH_VERSION * 8, L.S_BATCH_OFFSET * 8, L.S_BATCH_BYTES * 8) == (144, 152, 160)
     assert L.S_PINS * 8 == 1024 and L.PIN_SLOTS == 64 and L.PIN_WORDS == 2
     assert (L.S_PINS + L.PIN_SLOTS * L.PIN_WORDS) * 8 <= L.SEGMENT_HEADER_BYTES
+
+
+def test_pin_kernel_reads_the_header_words_the_layout_defines() -> None:
+    from arrowshm.kernels import pins as K
+
+    pairs = [
+        (K._MAGIC, L.S_MAGIC), (K._FORMAT_VERSION, L.S_FORMAT_VERSION), (K._STATE, L.S_STATE),
+        (K._DATA_OFFSET, L.S_DATA_OFFSET), (K._DATA_BYTES, L.S_DATA_BYTES),
+        (K._NAME_HASH, L.S_NAME_HASH), (K._VERSION, L.S_VERSION),
+        (K._SCHEMA_FP, L.S_SCHEMA_FP), (K._GENERATION, L.S_GENERATION),
+        (K._PIN_OVERFLOW, L.S_PIN_OVERFLOW), (K._BATCH_VERSION, L.S_BATCH_VERSION),
+        (K._BATCH_OFFSET, L.S_BATCH_OFFSET), (K._BATCH_BYTES, L.S_BATCH_BYTES),
+        (K._PINS, L.S_PINS), (K._PIN_SLOTS, L.PIN_SLOTS), (K._PIN_WORDS, L.PIN_WORDS),
+        (K._HEADER_BYTES, L.SEGMENT_HEADER_BYTES), (K._STATE_MASK, L.STATE_MASK),
+        (K._SEALED, L.SEG_SEALED), (K._PUBLISHED, L.SEG_PUBLISHED),
+    ]  # fmt: skip
+    assert [k for k, _ in pairs] == [v for _, v in pairs]
 
 
 def test_segment_state_word() -> None:

@@ -198,8 +198,10 @@ def test_a_stale_reader_never_takes_a_sealed_recycled_segment_for_its_old_versio
     def check_then_publish(*args: object, **kwargs: object) -> object:
         seg_id = args[3]
         if seg_id == first_segment:  # recycled and SEALED, not yet published
-            with pytest.raises(_dataset._Recycled):
-                _dataset._open_version(reg, first_segment, 1, stale_view, pinned=True)
+            with pytest.raises(_dataset._Recycled):  # get's path (the pin kernel)
+                _dataset._pin_version(reg, first_segment, 1, stale_view, 0)
+            with pytest.raises(_dataset._Recycled):  # info's path
+                _dataset._open_version(reg, first_segment, 1, stale_view)
             seen.append(seg_id)
         return original(*args, **kwargs)  # type: ignore[arg-type]
 
