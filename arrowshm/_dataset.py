@@ -223,9 +223,11 @@ def to_table(data: Any) -> pa.Table:
     )
 
 
-def schema_fingerprint(schema: pa.Schema) -> int:
-    """64-bit fingerprint of a schema (fields, types and metadata)."""
-    digest = hashlib.blake2b(schema.serialize().to_pybytes(), digest_size=8).digest()
+def schema_fingerprint(schema: pa.Schema, serialized: pa.Buffer | None = None) -> int:
+    """64-bit fingerprint of a schema (fields, types and metadata); *serialized* is
+    ``schema.serialize()`` when the caller already has it."""
+    data = schema.serialize() if serialized is None else serialized
+    digest = hashlib.blake2b(data.to_pybytes(), digest_size=8).digest()
     return int.from_bytes(digest, "little")
 
 
@@ -309,7 +311,8 @@ def put(name: str, data: Any, *, retain: int = 1, ttl: float | None = None) -> D
         w.write_table(table)
     data_bytes = sink.size()
     seg_bytes = L.SEGMENT_HEADER_BYTES + data_bytes
-    fp = schema_fingerprint(table.schema)
+    schema_message = table.schema.serialize()
+    fp = schema_fingerprint(table.schema, schema_message)
 
     seg_id, seg, fresh = allocate_segment(reg, seg_bytes)
     published = False
@@ -323,7 +326,7 @@ def put(name: str, data: Any, *, retain: int = 1, ttl: float | None = None) -> D
             out.set_memcopy_threads(min(4, os.cpu_count() or 1))
         with pa.ipc.new_stream(out, table.schema, options=_IPC_OPTIONS) as w:
             w.write_table(table)
-            batch = _single_batch(w, table.schema, out.tell(), seg.mm)
+            batch = _single_batch(w, schema_message.size, out.tell(), seg.mm)
         w_ = seg.words
         w_[L.S_NUM_ROWS] = table.num_rows
         w_[L.S_SCHEMA_FP] = fp
@@ -341,14 +344,14 @@ _CONTINUATION = b"\xff\xff\xff\xff"
 
 
 def _single_batch(
-    writer: pa.ipc.RecordBatchStreamWriter, schema: pa.Schema, end: int, mm: Any
+    writer: pa.ipc.RecordBatchStreamWriter, start: int, end: int, mm: Any
 ) -> tuple[int, int] | None:
     """(offset, length) in the payload of the only record-batch message just
-    written, or None when there are several batches or dictionary batches."""
+    written (the stream begins with the schema message, *start* bytes), or None
+    when there are several batches or dictionary batches."""
     stats = writer.stats
     if stats.num_record_batches != 1 or stats.num_dictionary_batches != 0:
         return None
-    start = schema.serialize().size  # the stream begins with exactly this message
     at = L.SEGMENT_HEADER_BYTES + start
     if not 0 < start < end or mm[at : at + 4] != _CONTINUATION:
         return None  # (never seen: a writer that frames messages differently)
@@ -389,6 +392,7 @@ def allocate_segment(reg: Registry, seg_bytes: int) -> tuple[int, Segment, bool]
 # its memory alive.
 _own: collections.OrderedDict[tuple[str, int], Segment] = collections.OrderedDict()
 _OWN_MAX = 16
+_own_puts = 0
 
 
 def prune_own() -> int:
@@ -400,10 +404,13 @@ def prune_own() -> int:
 
 
 def _remember_own(namespace: str, segment_id: int, seg: Segment) -> None:
+    global _own_puts
     _own[(namespace, segment_id)] = seg
     _own.move_to_end((namespace, segment_id))
     oldest_key, oldest = next(iter(_own.items()))
-    if len(_own) > _OWN_MAX or object_stat(oldest.name) is None:
+    _own_puts += 1
+    # (a stat per put would cost more than the rest of the bookkeeping: every 8th)
+    if len(_own) > _OWN_MAX or (_own_puts % 8 == 0 and object_stat(oldest.name) is None):
         del _own[oldest_key]
 
 
