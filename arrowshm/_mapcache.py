@@ -30,6 +30,7 @@ import queue
 import threading
 import time
 
+from ._errors import InvalidArgumentError
 from ._pin import Pin
 from ._proc import identity
 from ._segment import Segment
@@ -44,7 +45,20 @@ _undertaker: tuple[int, threading.Thread] | None = None
 
 def _env_float(name: str, default: float) -> float:
     raw = os.environ.get(name, "").strip()
-    return float(raw) if raw else default
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # (also NaN)
+        raise InvalidArgumentError(
+            f"{name}={raw!r} is not a non-negative number; unset it for the default "
+            f"({default:g})",
+            variable=name,
+            value=raw,
+        )
+    return value
 
 
 # read once, at import (a get must not pay for environment lookups)

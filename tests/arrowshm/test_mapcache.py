@@ -221,3 +221,14 @@ def test_flush_releases_unmaps_idle_mappings(namespace: str) -> None:
     assert _mapcache.idle_count() == 1
     flush_releases()
     assert _mapcache.idle_count() == 0
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "nan"])
+def test_a_bad_cache_setting_is_a_clear_error_at_import(value: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", "import arrowshm"], capture_output=True, text=True, timeout=60,
+        env=dict(os.environ, ARROWSHM_MAP_CACHE_S=value), cwd=os.getcwd(),
+    )
+    assert proc.returncode != 0
+    assert "InvalidArgumentError: ARROWSHM_MAP_CACHE_S=" in proc.stderr
+    assert "unset it for the default (2)" in proc.stderr
