@@ -42,7 +42,15 @@ from ._errors import (
     NotFoundError,
     WaitTimeoutError,
 )
-from ._mapcache import ReaderPin, flush_releases, release_later, take_idle
+from ._mapcache import (
+    ReaderPin,
+    _pending,
+    collect,
+    flush_releases,
+    release_later,
+    release_soon,
+    take_idle,
+)
 from ._names import current_namespace, validate_name
 from ._pin import reclaim, set_state, state_word
 from ._pool import get_pool
@@ -567,9 +575,8 @@ def _cache_put(
         if cur is None or cur.version <= version:
             _cache[(namespace, name)] = _Cached(version, segment_id, table, table.schema,
                                                 schema_fp)
-    # dropped here: releasing a pin is two atomic stores, and the mapping goes to the
-    # idle cache (an unmap, if any, happens on the release thread)
-    del cur
+    if cur is not None:
+        release_soon(cur)  # not on this get's path (see arrowshm._mapcache)
 
 
 def clear_cache() -> None:
@@ -749,6 +756,8 @@ def get(name: str, *, version: int | None = None, validate: bool = False) -> pa.
         When the segment belongs to another user who did not share it.
     """
     validate_name(name)
+    if _pending:
+        collect()  # the version a previous get superseded (cheap when wait() ran it)
     namespace = current_namespace()
     reg = get_registry(namespace)
     for attempt in range(_GET_RETRIES):
@@ -1016,6 +1025,7 @@ def wait(name: str, *, after_version: int = 0, timeout: float | None = None) -> 
         raise InvalidArgumentError(f"timeout must be >= 0 seconds, not {timeout!r}",
                                    timeout=timeout)
     reg = get_registry(current_namespace())
+    collect()  # release superseded versions now, while there is nothing else to do
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         remaining = 3600.0 if deadline is None else deadline - time.monotonic()

@@ -154,9 +154,10 @@ def _sweep_entries(reg: Registry, report: GcReport) -> None:
 def _reclaim_segments(reg: Registry, report: GcReport) -> None:
     report.pooled = _drain_own_pool(reg)  # an explicit gc frees this process's pool too
     from ._dataset import prune_own
-    from ._mapcache import drop_idle
+    from ._mapcache import collect, drop_idle
 
     prune_own()
+    collect()
     drop_idle()  # idle reader mappings would keep the memory of what gc unlinks
     # (segment id, mapping or None, state word seen, removable unless referenced)
     candidates: list[tuple[int, str, Segment | None, int, bool]] = []

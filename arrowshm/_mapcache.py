@@ -20,11 +20,17 @@ table of a segment is dropped, its mapping is not unmapped but kept **idle**:
 
 An idle mapping holds no pin, so it never keeps a writer from recycling the
 segment. Unmapping (tens of µs for a large mapping) happens on the release
-thread, never in the caller's ``get``.
+thread, never in the caller's ``get``. Nor does releasing the version a
+``get`` supersedes: the cached table of the previous version is dropped at the
+next ``get``/``wait`` (``wait`` runs it before blocking, when the reader has
+nothing better to do) or by the release thread within 0.1 s, whichever comes
+first. Its pin, and so the writer's chance to recycle its segment, outlives
+the ``get`` by at most that long.
 """
 
 from __future__ import annotations
 
+import collections
 import os
 import queue
 import threading
@@ -39,6 +45,9 @@ _lock = threading.RLock()  # for scans (re-entrant: a Pin finalizer may run insi
 Key = tuple[str, int, int]  # (segment name, registry created_ns, registry creator pid)
 _idle: dict[Key, tuple[Segment, float]] = {}  # -> (mapping, idle since)
 
+_pending: collections.deque[object] = collections.deque()  # superseded, to drop soon
+PERIOD_S = 0.1  # the release thread drops what nobody collected at least this often
+_AWAKE_S = 10.0  # ... and keeps its timer running this long after the last activity
 _graveyard: queue.SimpleQueue[object] = queue.SimpleQueue()
 _undertaker: tuple[int, threading.Thread] | None = None
 
@@ -131,29 +140,57 @@ def idle_count() -> int:
     return len(_idle)
 
 
+def release_soon(obj: object) -> None:
+    """Drop *obj* (a superseded cached table) soon, not now: at the next ``get`` or
+    ``wait`` of this process, or on the release thread within ``PERIOD_S``.
+
+    Freeing a table releases its pin and its Arrow objects, 20-30 µs with cold
+    caches, which a ``get`` would otherwise spend before returning the new one.
+    """
+    _pending.append(obj)
+    if _asleep or _undertaker is None or _undertaker[0] != identity()[0]:
+        release_later(None)  # (re)start the release thread's timer
+
+
+def collect() -> None:
+    """Drop, in the calling thread, what :func:`release_soon` queued."""
+    while _pending:
+        try:
+            obj = _pending.popleft()
+        except IndexError:  # another thread took the last one
+            return
+        del obj
+
+
 def _ensure_thread() -> None:
     global _undertaker
-    if _undertaker is None or _undertaker[0] != os.getpid():  # (none after a fork)
+    if _undertaker is None or _undertaker[0] != identity()[0]:  # (none after a fork)
         thread = threading.Thread(target=_bury, name="arrowshm-release", daemon=True)
         thread.start()
-        _undertaker = (os.getpid(), thread)
+        _undertaker = (identity()[0], thread)
 
 
 def release_later(obj: object) -> None:
-    """Drop *obj* (a superseded table, a mapping) on the release thread."""
+    """Drop *obj* (a mapping to unmap) on the release thread, waking it now."""
     _ensure_thread()
     _graveyard.put(obj)
 
 
 def _bury() -> None:
     global _asleep
+    last_busy = time.monotonic()
     while True:
+        now = time.monotonic()
+        if _idle or _pending:
+            last_busy = now
         try:
-            if _idle:
-                obj: object = _graveyard.get(timeout=max(IDLE_S / 2, 0.01))
+            if now - last_busy < _AWAKE_S:
+                obj: object = _graveyard.get(timeout=min(PERIOD_S, max(IDLE_S / 2, 0.01)))
             else:
-                _asleep = True  # keep_idle wakes it (a nudge costs a futex wake: only then)
-                if _idle:
+                # nothing to do for a while: sleep until woken (a wake costs the waker a
+                # futex call, so the timer above keeps running while there is activity)
+                _asleep = True
+                if _idle or _pending:
                     _asleep = False
                     continue
                 obj = _graveyard.get()
@@ -161,6 +198,7 @@ def _bury() -> None:
         except queue.Empty:
             obj = None
         if isinstance(obj, threading.Event):
+            collect()
             drop_idle()  # queues the idle mappings: drop them before telling the waiter
             while True:
                 try:
@@ -172,14 +210,17 @@ def _bury() -> None:
                 del more
             obj.set()
         del obj
+        collect()
         if _idle:
             drop_idle(older_than=IDLE_S)
 
 
 def flush_releases(timeout: float = 10.0) -> None:
-    """Drop idle mappings and wait until every object handed to the release thread
-    is dropped (tests and ``gc`` use it to see memory actually unmapped)."""
-    if _undertaker is None or _undertaker[0] != os.getpid():
+    """Drop superseded tables and idle mappings and wait until every object handed
+    to the release thread is dropped (tests and ``gc`` use it to see memory
+    actually unmapped)."""
+    collect()
+    if _undertaker is None or _undertaker[0] != identity()[0]:
         with _lock:
             _idle.clear()  # no thread in this process (a fork child): drop them here
         return

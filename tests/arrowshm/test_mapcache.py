@@ -41,16 +41,35 @@ def test_a_version_in_a_segment_read_before_reuses_the_idle_mapping(
     first = arrowshm.put("steady", stamped_table(1, 20_000)).segment
     assert check_stamped(arrowshm.get("steady")) == 1
     arrowshm.put("steady", stamped_table(2, 20_000))
-    assert check_stamped(arrowshm.get("steady")) == 2  # releases version 1: its mapping idles
-    assert _mapcache.idle_count() == 1
+    assert check_stamped(arrowshm.get("steady")) == 2  # supersedes version 1
+    arrowshm.wait("steady", after_version=1)  # a reader's wait() releases it (if the
+    # release thread has not yet)
+    assert _mapcache.idle_count() == 1  # its mapping idles
     assert arrowshm.put("steady", stamped_table(3, 20_000)).segment == first  # recycled
     opened.clear()
     assert check_stamped(arrowshm.get("steady")) == 3
     assert opened == []  # no shm_open/mmap: the idle mapping of `first` was reused
-    for tag in range(4, 30):  # steady state: no new mapping at all
+    for tag in range(4, 30):  # steady state (a reader waiting between puts): no new mapping
+        arrowshm.wait("steady", after_version=tag - 2)
         arrowshm.put("steady", stamped_table(tag, 20_000))
         assert check_stamped(arrowshm.get("steady")) == tag
     assert opened == []
+
+
+def test_a_superseded_version_is_released_without_another_call(
+    namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    arrowshm.put("idle", stamped_table(1, 5_000))
+    arrowshm.get("idle")
+    first = arrowshm.info("idle").segment
+    arrowshm.put("idle", stamped_table(2, 5_000))
+    arrowshm.get("idle")  # supersedes version 1, then this reader calls nothing more
+    seg = Segment.open(first)
+    pids = lambda: [int(seg.words[L.S_PINS + 2 * k]) for k in range(L.PIN_SLOTS)]  # noqa: E731
+    deadline = time.monotonic() + 5
+    while os.getpid() in pids() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert os.getpid() not in pids()  # the release thread dropped it (within ~0.1 s)
 
 
 def test_without_the_cache_every_new_version_is_mapped(
@@ -69,12 +88,14 @@ def test_gc_and_clear_cache_drop_idle_mappings(namespace: str) -> None:
     for tag in (1, 2):
         arrowshm.put("g", stamped_table(tag, 5_000))
         arrowshm.get("g")
+    arrowshm.wait("g", after_version=1)
     assert _mapcache.idle_count() == 1
     arrowshm.gc()
     assert _mapcache.idle_count() == 0
     arrowshm.put("g", stamped_table(3, 5_000))
     arrowshm.get("g")
-    assert _mapcache.idle_count() == 1
+    arrowshm.wait("g", after_version=2)
+    assert _mapcache.idle_count() >= 1  # version 2's mapping (3's too if recycled from 2)
     clear_cache()
     assert _mapcache.idle_count() == 0
 
@@ -218,6 +239,7 @@ def test_flush_releases_unmaps_idle_mappings(namespace: str) -> None:
     for tag in (1, 2):
         arrowshm.put("f", stamped_table(tag, 5_000))
         arrowshm.get("f")
+    arrowshm.wait("f", after_version=1)
     assert _mapcache.idle_count() == 1
     flush_releases()
     assert _mapcache.idle_count() == 0
