@@ -44,7 +44,6 @@ from ._errors import (
 )
 from ._mapcache import (
     ReaderPin,
-    _pending,
     collect,
     flush_releases,
     release_later,
@@ -76,6 +75,9 @@ _IPC_OPTIONS = pa.ipc.IpcWriteOptions(allow_64bit=True)
 _PARALLEL_COPY_BYTES = 32 << 20
 _GET_RETRIES = 64
 _HAS_TO_TABLE = hasattr(pa.RecordBatch, "to_table")
+# what pyarrow raises on bytes that are not valid IPC (ArrowKeyError is also a KeyError:
+# a corrupt payload must never look like a missing name)
+_PARSE_ERRORS = (pa.ArrowException, UnicodeDecodeError, ValueError, KeyError, OSError, EOFError)
 
 
 @dataclass(frozen=True)
@@ -556,9 +558,8 @@ def _publish(
 class _Cached:
     version: int
     segment_id: int
-    table: pa.Table | None
-    schema: pa.Schema | None = None
-    schema_fp: int = 0  # fingerprint of `schema` (0: unknown)
+    table: pa.Table
+    schema_fp: int  # fingerprint of table.schema, from the segment header
 
 
 # (namespace, name) -> newest version this process mapped; one per name, so a
@@ -573,8 +574,7 @@ def _cache_put(
     with _cache_lock:
         cur = _cache.get((namespace, name))
         if cur is None or cur.version <= version:
-            _cache[(namespace, name)] = _Cached(version, segment_id, table, table.schema,
-                                                schema_fp)
+            _cache[(namespace, name)] = _Cached(version, segment_id, table, schema_fp)
     if cur is not None:
         release_soon(cur)  # not on this get's path (see arrowshm._mapcache)
 
@@ -756,24 +756,17 @@ def get(name: str, *, version: int | None = None, validate: bool = False) -> pa.
         When the segment belongs to another user who did not share it.
     """
     validate_name(name)
-    if _pending:
-        collect()  # the version a previous get superseded (cheap when wait() ran it)
+    collect()  # the version a previous get superseded (nothing left when wait() ran it)
     namespace = current_namespace()
     reg = get_registry(namespace)
     for attempt in range(_GET_RETRIES):
         view = _dataset_entry(reg, name)
         want, seg_id = _resolve(view, version, namespace)
         cached = _cache.get((namespace, name))
-        if (
-            cached is not None
-            and cached.version == want
-            and cached.segment_id == seg_id
-            and cached.table is not None
-        ):
+        if cached is not None and cached.version == want and cached.segment_id == seg_id:
             if validate:
                 _validate(cached.table, name)
             return cached.table
-        schema = cached.schema if cached is not None else None
         try:
             seg, p, off, n, boff, blen = _pin_version(
                 reg, seg_id, want, view, cached.schema_fp if cached is not None else 0
@@ -785,11 +778,11 @@ def get(name: str, *, version: int | None = None, validate: bool = False) -> pa.
                 time.sleep(0.0001 * attempt)
             continue
         # every buffer of the table keeps `p` alive; the last one freed releases the pin
-        if blen and schema is not None:
+        if blen and cached is not None:
             # one record batch of a schema this process already parsed (same fingerprint)
             buf = pa.foreign_buffer(seg.address + off + boff, blen, base=p)
-            table = _read_batch(buf, schema, name, seg.name)
-            fp = cached.schema_fp if cached is not None else 0
+            table = _read_batch(buf, cached.table.schema, name, seg.name)
+            fp = cached.schema_fp
         else:
             buf = pa.foreign_buffer(seg.address + off, n, base=p)
             table = _read_table(buf, name, seg.name)
@@ -807,9 +800,7 @@ def get(name: str, *, version: int | None = None, validate: bool = False) -> pa.
 def _read_table(buf: pa.Buffer, name: str, shm_name: str) -> pa.Table:
     try:
         return pa.ipc.open_stream(buf).read_all()
-    except (pa.ArrowException, UnicodeDecodeError, ValueError, KeyError, OSError, EOFError) as exc:
-        # any failure to parse the bytes (ArrowKeyError is also a KeyError: never let a
-        # corrupt payload look like a missing name)
+    except _PARSE_ERRORS as exc:
         raise CorruptSegmentError(
             f"{shm_name} (dataset {name!r}) does not hold a valid Arrow stream: {exc}; "
             "delete the dataset and put it again",
@@ -824,7 +815,7 @@ def _read_batch(buf: pa.Buffer, schema: pa.Schema, name: str, shm_name: str) -> 
         if _HAS_TO_TABLE:  # (pyarrow >= 16) half the cost of Table.from_batches
             return batch.to_table()
         return pa.Table.from_batches([batch], schema)
-    except (pa.ArrowException, UnicodeDecodeError, ValueError, KeyError, OSError, EOFError) as exc:
+    except _PARSE_ERRORS as exc:
         raise CorruptSegmentError(
             f"{shm_name} (dataset {name!r}) does not hold a valid Arrow record batch: "
             f"{exc}; delete the dataset and put it again",
@@ -848,13 +839,12 @@ def _schema_of(reg: Registry, view: EntryView, version: int, seg_id: int) -> pa.
         cached is not None
         and cached.segment_id == seg_id
         and cached.version == version
-        and cached.schema is not None
     ):
-        return cached.schema
+        return cached.table.schema
     seg, off, n, word = _open_version(reg, seg_id, version, view)
     try:
         schema = pa.ipc.open_stream(pa.py_buffer(seg.mm).slice(off, n)).schema
-    except (pa.ArrowException, UnicodeDecodeError, ValueError, KeyError, OSError) as exc:
+    except _PARSE_ERRORS as exc:
         if state_word(seg) != word:
             raise _Recycled() from exc
         raise CorruptSegmentError(f"dataset {view.name!r} has an invalid schema: {exc}",

@@ -31,12 +31,11 @@ the ``get`` by at most that long.
 from __future__ import annotations
 
 import collections
-import os
 import queue
 import threading
 import time
 
-from ._errors import InvalidArgumentError
+from ._env import env_number
 from ._pin import Pin
 from ._proc import identity
 from ._segment import Segment
@@ -52,27 +51,9 @@ _graveyard: queue.SimpleQueue[object] = queue.SimpleQueue()
 _undertaker: tuple[int, threading.Thread] | None = None
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:  # (also NaN)
-        raise InvalidArgumentError(
-            f"{name}={raw!r} is not a non-negative number; unset it for the default "
-            f"({default:g})",
-            variable=name,
-            value=raw,
-        )
-    return value
-
-
 # read once, at import (a get must not pay for environment lookups)
-MAX_IDLE = int(_env_float("ARROWSHM_MAP_CACHE", 8))
-IDLE_S = _env_float("ARROWSHM_MAP_CACHE_S", 2.0)
+MAX_IDLE = int(env_number("ARROWSHM_MAP_CACHE", 8))
+IDLE_S = env_number("ARROWSHM_MAP_CACHE_S", 2.0)
 _asleep = False  # the release thread waits with no timeout (nothing idle to expire)
 
 

@@ -57,9 +57,7 @@ def validate_name(name: object) -> str:
         )
     if any(part == ".." for part in parts):
         raise InvalidNameError(f"invalid name {name!r}: '..' is not allowed", name=name)
-    if len(_valid_names) >= _MEMO_MAX:
-        _valid_names.clear()
-    _valid_names.add(name)
+    _remember(_valid_names, name)
     return name
 
 
@@ -90,10 +88,14 @@ def validate_namespace(namespace: str) -> str:
             "of a-z and 0-9",
             namespace=namespace,
         )
-    if len(_valid_namespaces) >= _MEMO_MAX:
-        _valid_namespaces.clear()
-    _valid_namespaces.add(namespace)
+    _remember(_valid_namespaces, namespace)
     return namespace
+
+
+def _remember(valid: set[str], value: str) -> None:
+    if len(valid) >= _MEMO_MAX:
+        valid.clear()
+    valid.add(value)
 
 
 def name_hash(name: str) -> int:

@@ -26,17 +26,13 @@ import time
 from dataclasses import dataclass
 
 from . import _layout as L
+from ._env import env_number
 from ._pin import cas_state, reclaim, state_word, unpinned
 from ._proc import identity
 from ._registry import Registry
 from ._segment import Segment
 
 _FIT_SLACK = 1.25  # reuse a segment up to 25% larger than needed
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    return int(raw) if raw else default
 
 
 @dataclass
@@ -57,11 +53,11 @@ class SegmentPool:
 
     @property
     def max_segments(self) -> int:
-        return _env_int("ARROWSHM_POOL_SEGMENTS", 4)
+        return int(env_number("ARROWSHM_POOL_SEGMENTS", 4))
 
     @property
     def max_bytes(self) -> int:
-        return _env_int("ARROWSHM_POOL_BYTES", 1 << 30)
+        return int(env_number("ARROWSHM_POOL_BYTES", 1 << 30))
 
     def take(self, nbytes: int) -> tuple[int, Segment] | None:
         """A pooled segment of at least *nbytes*, now in state WRITING, or None."""
@@ -115,7 +111,7 @@ class SegmentPool:
             reclaim(self.reg, p.seg, word)
 
     def _trim_idle(self) -> None:
-        limit = time.monotonic() - _env_int("ARROWSHM_POOL_IDLE_S", 30)
+        limit = time.monotonic() - env_number("ARROWSHM_POOL_IDLE_S", 30)
         for p in [p for p in self._items if p.since < limit]:
             self._evict(p)
 

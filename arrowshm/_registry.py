@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _layout as L
+from ._env import env_number
 from ._errors import (
     ArrowShmError,
     CorruptSegmentError,
@@ -67,14 +68,12 @@ _SEQLOCK_RETRIES = 1 << 14
 def _stall_timeout() -> float:
     """Seconds a reader waits for a record stuck mid-write by a live process
     (``ARROWSHM_STALL_TIMEOUT_S``, default 5) before raising instead of hanging."""
-    raw = os.environ.get("ARROWSHM_STALL_TIMEOUT_S", "").strip()
-    return float(raw) if raw else 5.0
+    return env_number("ARROWSHM_STALL_TIMEOUT_S", 5.0)
 
 
 def registry_capacity() -> int:
     """Entries of a newly created registry: ``ARROWSHM_REGISTRY_CAPACITY`` or 4096."""
-    raw = os.environ.get("ARROWSHM_REGISTRY_CAPACITY", "")
-    return int(raw) if raw.strip() else DEFAULT_CAPACITY
+    return int(env_number("ARROWSHM_REGISTRY_CAPACITY", DEFAULT_CAPACITY))
 
 
 @dataclass(frozen=True)

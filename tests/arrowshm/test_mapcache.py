@@ -84,12 +84,17 @@ def test_without_the_cache_every_new_version_is_mapped(
     assert _mapcache.idle_count() == 0
 
 
-def test_gc_and_clear_cache_drop_idle_mappings(namespace: str) -> None:
+def _leave_one_idle_mapping(name: str) -> None:
+    """Read two versions, then let a wait() release the first: its mapping idles."""
     for tag in (1, 2):
-        arrowshm.put("g", stamped_table(tag, 5_000))
-        arrowshm.get("g")
-    arrowshm.wait("g", after_version=1)
+        arrowshm.put(name, stamped_table(tag, 5_000))
+        arrowshm.get(name)
+    arrowshm.wait(name, after_version=1)
     assert _mapcache.idle_count() == 1
+
+
+def test_gc_and_clear_cache_drop_idle_mappings(namespace: str) -> None:
+    _leave_one_idle_mapping("g")
     arrowshm.gc()
     assert _mapcache.idle_count() == 0
     arrowshm.put("g", stamped_table(3, 5_000))
@@ -236,11 +241,7 @@ def test_a_forked_child_has_its_own_identity() -> None:
 
 
 def test_flush_releases_unmaps_idle_mappings(namespace: str) -> None:
-    for tag in (1, 2):
-        arrowshm.put("f", stamped_table(tag, 5_000))
-        arrowshm.get("f")
-    arrowshm.wait("f", after_version=1)
-    assert _mapcache.idle_count() == 1
+    _leave_one_idle_mapping("f")
     flush_releases()
     assert _mapcache.idle_count() == 0
 
@@ -254,3 +255,21 @@ def test_a_bad_cache_setting_is_a_clear_error_at_import(value: str) -> None:
     assert proc.returncode != 0
     assert "InvalidArgumentError: ARROWSHM_MAP_CACHE_S=" in proc.stderr
     assert "unset it for the default (2)" in proc.stderr
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "nan", "1e", ""])
+def test_every_numeric_tuning_variable_is_read_by_one_validating_parser(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from arrowshm._env import env_number
+    from arrowshm._registry import registry_capacity
+
+    monkeypatch.setenv("ARROWSHM_REGISTRY_CAPACITY", value)
+    if value == "":
+        assert env_number("ARROWSHM_REGISTRY_CAPACITY", 7) == 7
+        assert registry_capacity() == 4096
+        return
+    with pytest.raises(arrowshm.InvalidArgumentError, match="ARROWSHM_REGISTRY_CAPACITY="):
+        registry_capacity()
+    with pytest.raises(ValueError, match="unset it for the default"):
+        env_number("ARROWSHM_REGISTRY_CAPACITY", 7)
