@@ -15,19 +15,21 @@ leaves behind is reclaimed by ``gc``.
 
 import contextlib
 
-from ._build import TableBuilder, build
-from ._client import Client
-from ._dataset import (
-    DatasetInfo,
-    Ref,
+from ._api import (
+    build,
     delete,
+    gc,
     get,
     info,
     list_datasets,
+    list_streams,
     put,
     ref,
+    stream_info,
     wait,
 )
+from ._client import Client
+from ._datasets.build import TableBuilder
 from ._display import DatasetList
 from ._errors import (
     AccessDeniedError,
@@ -47,10 +49,12 @@ from ._errors import (
     WaitTimeoutError,
     WriterExistsError,
 )
-from ._gc import GcReport, gc
+from ._info import DatasetInfo, GcReport, ReaderInfo, Ref, StreamInfo
 from ._interop import to_pandas
-from ._mirror import Mirror, mirror
-from ._stream import ReaderInfo, StreamInfo, StreamReader, StreamWriter, stream_info
+from ._mirror import Mirror, MirrorStatus, mirror, mirror_statuses, raise_from_flight
+from ._namespace import Namespace
+from ._streams.reader import StreamReader
+from ._streams.writer import StreamWriter
 
 __version__ = "0.1.0"
 
@@ -67,6 +71,8 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidNameError",
     "Mirror",
+    "MirrorStatus",
+    "Namespace",
     "NotFoundError",
     "QuotaExceededError",
     "ReaderInfo",
@@ -88,8 +94,11 @@ __all__ = [
     "get",
     "info",
     "list_datasets",
+    "list_streams",
     "mirror",
+    "mirror_statuses",
     "put",
+    "raise_from_flight",
     "ref",
     "stream_info",
     "to_pandas",

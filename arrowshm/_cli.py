@@ -8,55 +8,41 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._display import human_age, human_bytes, table
+from ._display import table
+from ._units import human_age, human_bytes
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
-    from . import _layout as L
-    from ._dataset import _expired
-    from ._names import current_namespace
-    from ._registry import get_registry
-
-    reg = get_registry(current_namespace())
-    rows = []
-    import datetime as dt
     import time
 
     from ._mirror import mirror_statuses
+    from ._namespace import Namespace
 
-    mirrors = {m.local_name: m for m in mirror_statuses()}
-
-    for view in sorted(reg.entries(), key=lambda v: v.name):
-        kind = L.KIND_NAMES.get(view.kind, "?")
-        if view.kind == L.KIND_DATASET and (view.version == 0 or _expired(view)):
-            continue
-        updated = dt.datetime.fromtimestamp(view.field(L.R_UPDATED_NS) / 1e9, tz=dt.timezone.utc)
-        extra = ""
-        if view.kind == L.KIND_STREAM:
-            try:
-                from ._stream import stream_summary
-
-                extra = stream_summary(reg, view)
-            except Exception as exc:  # a stream being torn down: still list it
-                extra = f"({exc})"
-        m = mirrors.get(view.name)
+    ns = Namespace()
+    mirrors = {m.local_name: m for m in mirror_statuses(ns.name)}
+    rows = []
+    for d in ns.list_datasets():
+        rows.append([d.name, "dataset", d.version, f"{d.num_rows:,}", human_bytes(d.nbytes),
+                     human_age(d.updated_at), ""])
+    for st in ns.list_streams():
+        rows.append([st.name, "stream", st.session, f"{st.rows_written:,}",
+                     human_bytes(st.bytes_written), "", st.summary()])
+    rows.sort(key=lambda r: str(r[0]))
+    for row in rows:
+        m = mirrors.get(str(row[0]))
         if m is not None:  # a mirror of a remote dataset: how far behind it is
             lag = max(0, m.remote_version - m.mirrored_version)
             stale = max(0.0, time.time() - m.synced_at) if lag or m.state != "live" else 0.0
-            extra = (extra + "; " if extra else "") + (
+            row[6] = (f"{row[6]}; " if row[6] else "") + (
                 f"mirror of {m.remote_name}@{m.remote} ({m.state}, {lag} behind, "
                 f"stale {stale:.1f}s)"
             )
-        rows.append([
-            view.name, kind, view.version, f"{view.field(L.R_NUM_ROWS):,}",
-            human_bytes(view.field(L.R_DATA_BYTES)), human_age(updated), extra,
-        ])
     if args.json:
         print(json.dumps([dict(zip(["name", "kind", "version", "rows", "size", "age", "detail"],
                                    r, strict=True)) for r in rows], default=str))
         return 0
     if not rows:
-        print(f"namespace {reg.namespace!r} is empty")
+        print(f"namespace {ns.name!r} is empty")
         return 0
     print(table(["NAME", "KIND", "VERSION", "ROWS", "SIZE", "AGE", "DETAIL"], rows,
                 right=[2, 3, 4, 5]))
@@ -64,20 +50,15 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from . import _layout as L
-    from ._dataset import info
-    from ._names import current_namespace, validate_name
-    from ._registry import get_registry
+    from ._errors import ConflictError
+    from ._namespace import Namespace
 
-    validate_name(args.name)
-    reg = get_registry(current_namespace())
-    view = reg.get_entry(args.name)
-    if view.kind == L.KIND_STREAM:
-        from ._stream import stream_info
-
-        print(stream_info(args.name).describe())
+    ns = Namespace()
+    try:
+        i = ns.info(args.name)
+    except ConflictError:  # a stream
+        print(ns.stream_info(args.name).describe())
         return 0
-    i = info(args.name)
     lines = [
         f"name:      {i.name}",
         f"namespace: {i.namespace}",
@@ -97,34 +78,38 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_rm(args: argparse.Namespace) -> int:
-    from ._dataset import delete
+    from ._namespace import Namespace
 
+    ns = Namespace()
     for name in args.names:
-        delete(name)
+        ns.delete(name)
         print(f"removed {name}")
     return 0
 
 
 def _cmd_gc(args: argparse.Namespace) -> int:
     from ._display import Spinner
-    from ._gc import gc
-    from ._names import SHM_PREFIX, current_namespace
-    from ._segment import list_names
+    from ._names import SHM_PREFIX
+    from ._namespace import Namespace
+    from ._shm.segment import list_names
 
-    ns = current_namespace()
-    objects = len(list_names(f"{SHM_PREFIX}{ns}-")) if sys.stderr.isatty() else 0
+    ns = Namespace()
+    objects = len(list_names(f"{SHM_PREFIX}{ns.name}-")) if sys.stderr.isatty() else 0
     with Spinner(f"arrowshm gc: checking {objects:,} shared-memory object(s) of namespace "
-                 f"{ns!r}", sys.stderr):
-        report = gc()
+                 f"{ns.name!r}", sys.stderr):
+        report = ns.gc()
     for name in report.expired:
         print(f"expired  {name}")
     for name in report.recovered:
         print(f"recovered {name}")
     for shm in report.segments:
         print(f"removed  {shm}")
+    for reader in report.readers_evicted:
+        print(f"evicted  {reader}")
     print(
         f"reclaimed {len(report.segments)} segment(s), {human_bytes(report.bytes_freed)}; "
         f"{len(report.expired)} expired; {len(report.recovered)} recovered; "
+        f"{len(report.readers_evicted)} dead reader(s) evicted; "
         f"{report.kept} kept (being written by live processes)"
     )
     return 0

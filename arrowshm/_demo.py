@@ -13,6 +13,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ._errors import NotFoundError
+from ._introspect import buffers_in_shm
+from ._namespace import Namespace
+
 _NAME = "demo/table"
 
 
@@ -28,12 +32,10 @@ def make_table(target_bytes: int, seed: int = 0) -> pa.Table:
 
 
 def _producer(size_mb: int, name: str, namespace: str, q: Any) -> None:
-    os.environ["ARROWSHM_NAMESPACE"] = namespace
-    import arrowshm
-
+    ns = Namespace(namespace)
     table = make_table(size_mb * 1_000_000)
     t0 = time.perf_counter()
-    info = arrowshm.put(name, table)
+    info = ns.put(name, table)
     put_s = time.perf_counter() - t0
     dst = np.empty(table.nbytes, dtype=np.uint8)
     src = np.ones(table.nbytes, dtype=np.uint8)
@@ -46,18 +48,15 @@ def _producer(size_mb: int, name: str, namespace: str, q: Any) -> None:
 
 
 def _consumer(name: str, namespace: str, q: Any) -> None:
-    os.environ["ARROWSHM_NAMESPACE"] = namespace
-    import arrowshm
-    from arrowshm._introspect import buffers_in_shm
-
-    info = arrowshm.wait(name, timeout=120)
+    ns = Namespace(namespace)
+    info = ns.wait(name, timeout=120)
     t0 = time.perf_counter()
-    table = arrowshm.get(name)
+    table = ns.get(name)
     first_s = time.perf_counter() - t0
     reps = []
     for _ in range(100):
         t0 = time.perf_counter()
-        arrowshm.get(name)
+        ns.get(name)
         reps.append(time.perf_counter() - t0)
     inside, total, where = buffers_in_shm(table)
     t0 = time.perf_counter()
@@ -69,11 +68,8 @@ def _consumer(name: str, namespace: str, q: Any) -> None:
 
 def run_demo(size_mb: int = 100) -> int:
     """Run the two-process demo; returns a process exit code."""
-    from ._dataset import delete
-    from ._errors import NotFoundError
-    from ._names import current_namespace
-
-    namespace = current_namespace()
+    ns = Namespace()
+    namespace = ns.name
     name = f"{_NAME}-{os.getpid()}"
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
@@ -94,7 +90,7 @@ def run_demo(size_mb: int = 100) -> int:
             if p.is_alive():
                 p.kill()
         with contextlib.suppress(NotFoundError):
-            delete(name)
+            ns.delete(name)
     _, version, rows, nbytes, put_s, memcpy_s, sum_p = results["put"]
     _, _, rows_c, first_s, rep_s, inside, total, where, sum_c, scan_s = results["get"]
     print(f"producer (pid {producer.pid}): put v{version}, {rows:,} rows, {nbytes / 1e6:.1f} MB "

@@ -1,44 +1,26 @@
 """Human-readable renderings (terminal tables and notebook HTML).
 
-Every ``_repr_html_`` of the public info classes is built here, so notebooks,
-the CLI and reprs agree on units (``human_bytes``) and ages (``human_age``).
-All user-controlled text (dataset names, column names, types) is escaped.
+Every ``repr`` and ``_repr_html_`` of the public info classes is built here
+and installed on them when this module is imported (:func:`_install`; arrowshm
+always imports it), so notebooks, the CLI and reprs agree on units
+(``human_bytes``) and ages (``human_age``). The info classes know nothing of
+this module. All user-controlled text (dataset names, column names, types) is
+escaped.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import html
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
-if TYPE_CHECKING:
-    import pyarrow as pa
+import pyarrow as pa
 
-    from ._dataset import DatasetInfo
-    from ._stream import ReaderInfo, StreamInfo
-
-def human_bytes(n: int) -> str:
-    """``1536`` → ``'1.5 KiB'``."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
-
-
-def human_age(when: _dt.datetime, now: _dt.datetime | None = None) -> str:
-    """Age of *when* as ``'3s'``, ``'5m'``, ``'2h'``, ``'4d'``."""
-    now = now or _dt.datetime.now(tz=_dt.timezone.utc)
-    secs = max(0.0, (now - when).total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if secs >= size:
-            return f"{int(secs // size)}{unit}"
-    return f"{int(secs)}s"
+from ._info import DatasetInfo, ReaderInfo, StreamInfo
+from ._units import human_age, human_bytes, schema_short
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]],
@@ -76,14 +58,6 @@ def _schema_html(schema: pa.Schema) -> str:
     return _html_table(["column", "type"], ([f.name, f.type] for f in schema))
 
 
-def _schema_short(schema: pa.Schema, limit: int = 4) -> str:
-    """``'x: int64, s: string, … (+3)'``."""
-    parts = [f"{f.name}: {f.type}" for f in list(schema)[:limit]]
-    if len(schema) > limit:
-        parts.append(f"… (+{len(schema) - limit})")
-    return ", ".join(parts)
-
-
 # -- datasets --------------------------------------------------------------------------------
 
 
@@ -93,7 +67,7 @@ def dataset_info_repr(info: DatasetInfo) -> str:
     return (
         f"<arrowshm.DatasetInfo {info.name!r} v{info.version}: {info.num_rows:,} rows, "
         f"{human_bytes(info.nbytes)}, updated {human_age(info.updated_at)} ago{ttl}; "
-        f"{_schema_short(info.schema)}>"
+        f"{schema_short(info.schema)}>"
     )
 
 
@@ -119,12 +93,12 @@ _LIST_HEADERS = ["name", "version", "rows", "size", "age", "ttl", "columns"]
 def _list_rows(infos: Sequence[DatasetInfo]) -> list[list[object]]:
     return [
         [i.name, i.version, f"{i.num_rows:,}", human_bytes(i.nbytes), human_age(i.updated_at),
-         "" if i.ttl is None else f"{i.ttl:g} s", _schema_short(i.schema, 3)]
+         "" if i.ttl is None else f"{i.ttl:g} s", schema_short(i.schema, 3)]
         for i in infos
     ]
 
 
-class DatasetList(list["DatasetInfo"]):
+class DatasetList(list[DatasetInfo]):
     """The datasets of a namespace, as :func:`arrowshm.list_datasets` returns them.
 
     A plain ``list`` of :class:`DatasetInfo` that prints as an aligned table
@@ -175,7 +149,7 @@ def stream_info_repr(s: StreamInfo) -> str:
         f"<arrowshm.StreamInfo {s.name!r} {s.state}, {s.mode}: {s.cursor:,} batches, "
         f"{s.rows_written:,} rows, {human_bytes(s.bytes_written)} written; "
         f"{len(s.readers)} reader{'s' if len(s.readers) != 1 else ''}; "
-        f"capacity {human_bytes(s.capacity_bytes)}; {_schema_short(s.schema)}>"
+        f"capacity {human_bytes(s.capacity_bytes)}; {schema_short(s.schema)}>"
     )
 
 
@@ -246,3 +220,16 @@ class Spinner:
             self._thread.join()
             self.stream.write("\r\x1b[K")
             self.stream.flush()
+
+
+def _install() -> None:
+    """Give the info classes their faces (they import nothing of this module)."""
+    DatasetInfo.__repr__ = dataset_info_repr  # type: ignore[method-assign,assignment]
+    DatasetInfo._repr_html_ = dataset_info_html  # type: ignore[attr-defined]
+    ReaderInfo.__repr__ = reader_info_repr  # type: ignore[method-assign,assignment]
+    ReaderInfo._repr_html_ = reader_info_html  # type: ignore[attr-defined]
+    StreamInfo.__repr__ = stream_info_repr  # type: ignore[method-assign,assignment]
+    StreamInfo._repr_html_ = stream_info_html  # type: ignore[attr-defined]
+
+
+_install()

@@ -22,13 +22,17 @@ does not know arrowshm still handles it sensibly::
     └── StreamClosedError                       closed stream written, or dead writer's read
 
 Errors carry their facts as attributes (``limit``, ``requested``, ``name`` …)
-beside the message; kernels never raise, they return status codes that
-:func:`check_status` turns into these classes.
+beside the message; kernels never raise, they return status codes
+(:mod:`arrowshm.kernels.status`, one table) that :func:`from_status` turns
+into these classes.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
+
+from .kernels import status as _S
 
 __all__ = [
     "AccessDeniedError",
@@ -47,6 +51,7 @@ __all__ = [
     "StreamClosedError",
     "WaitTimeoutError",
     "WriterExistsError",
+    "from_status",
 ]
 
 
@@ -146,3 +151,34 @@ class WriterExistsError(ConflictError):
 class StreamClosedError(ArrowShmError):
     """Raised when writing to a stream its writer has closed, or when reading a
     stream whose writer died without closing it (once its batches are drained)."""
+
+
+# status code -> (class, what it means); the message is "<what> <meaning>: <fix>"
+_STATUS: dict[int, tuple[type[ArrowShmError], str]] = {
+    _S.NOT_FOUND: (NotFoundError, "does not exist"),
+    _S.REGISTRY_FULL: (RegistryFullError, "has no free entry"),
+    _S.QUOTA_EXCEEDED: (QuotaExceededError, "would exceed the namespace's byte quota"),
+    _S.PIN_NOT_A_SEGMENT: (CorruptSegmentError, "is not an arrowshm segment"),
+    _S.PIN_BAD_FORMAT: (FormatVersionError, "was written with format version {found}; this "
+                                            "arrowshm reads format version {expected}"),
+    _S.PIN_BAD_OFFSETS: (CorruptSegmentError, "has impossible offsets in its header"),
+    _S.RING_FULL: (ConflictError, "has no free reader slot"),
+    _S.RING_CORRUPT: (CorruptSegmentError, "holds an impossible ring descriptor or cursor"),
+    _S.RING_NOT_OWNER: (ConflictError, "reader slot belongs to another process"),
+    _S.ETIMEDOUT: (WaitTimeoutError, "timed out"),
+    _S.EBUSY: (WaitTimeoutError, "stayed mid-write"),
+    _S.EINVAL: (CorruptSegmentError, "does not fit its segment (impossible layout)"),
+    _S.EOWNERDEAD: (CorruptSegmentError, "was left mid-write by a dead writer"),
+}
+
+
+def from_status(code: int, what: str, fix: str = "", **fields: Any) -> ArrowShmError:
+    """The error for kernel status *code* about *what* (e.g. ``"stream 'ticks'"``),
+    with *fix* telling the user what to do; *fields* become its attributes, beside
+    ``status`` (the code) and ``status_name``.
+    """
+    cls, meaning = _STATUS.get(code, (ArrowShmError, f"failed with status {code}"))
+    with contextlib.suppress(KeyError, IndexError):  # (a caller without those fields)
+        meaning = meaning.format(**fields)
+    message = f"{what} {meaning}" + (f": {fix}" if fix else "")
+    return cls(message, status=code, status_name=_S.NAMES.get(code, "?"), **fields)

@@ -22,16 +22,15 @@ consume a live stream to its end.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from ._errors import InvalidArgumentError
+from ._streams.reader import StreamReader
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from ._stream import StreamReader
 
 __all__ = ["record_batch_reader", "to_pandas"]
 
@@ -103,17 +102,6 @@ def record_batch_reader(reader: StreamReader) -> pa.RecordBatchReader:
     InvalidArgumentError
         When *reader* is closed.
     """
-    if getattr(reader, "_closed", False):
+    if reader.closed:
         raise InvalidArgumentError(f"stream reader {reader.name!r} is closed", name=reader.name)
     return pa.RecordBatchReader.from_batches(reader.schema, iter(reader))
-
-
-def export_stream(reader: StreamReader, requested_schema: Any = None) -> Any:
-    """``__arrow_c_stream__`` of a :class:`StreamReader` (the PyCapsule protocol).
-
-    Raises
-    ------
-    InvalidArgumentError
-        When *reader* is closed.
-    """
-    return record_batch_reader(reader).__arrow_c_stream__(requested_schema)

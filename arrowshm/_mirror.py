@@ -35,10 +35,10 @@ from urllib.parse import quote
 import pyarrow as pa
 
 from . import _errors
-from ._dataset import DatasetInfo, _in_namespace, put
-from ._dataset import info as _local_info
 from ._errors import ArrowShmError, InvalidArgumentError, WaitTimeoutError
+from ._info import DatasetInfo
 from ._names import current_namespace, validate_name
+from ._namespace import Namespace
 
 __all__ = ["Mirror", "MirrorStatus", "mirror", "mirror_statuses", "raise_from_flight"]
 
@@ -208,6 +208,10 @@ class Mirror:
         Seconds of one long-poll.
     max_backoff : float, default 5
         Longest pause between reconnection attempts.
+    namespace : str or Namespace, optional
+        The local namespace to mirror into; ``ARROWSHM_NAMESPACE`` (read now) by
+        default. The mirror keeps it for its whole life, whatever the
+        environment says later.
 
     Raises
     ------
@@ -220,7 +224,7 @@ class Mirror:
     def __init__(self, uri: str, name: str, *, local_name: str | None = None,
                  token: str | None = None, tls_root_certs: bytes | None = None,
                  kind: str = "auto", retain: int = 1, poll_timeout: float = 5.0,
-                 max_backoff: float = 5.0) -> None:
+                 max_backoff: float = 5.0, namespace: str | Namespace | None = None) -> None:
         validate_name(name)
         local_name = local_name or name
         validate_name(local_name)
@@ -232,7 +236,8 @@ class Mirror:
         self.uri = uri
         self.name = name
         self.local_name = local_name
-        self.namespace = current_namespace()
+        self.ns = namespace if isinstance(namespace, Namespace) else Namespace(namespace)
+        self.namespace = self.ns.name
         self.kind = kind
         self.retain = retain
         self.poll_timeout = float(poll_timeout)
@@ -317,11 +322,6 @@ class Mirror:
 
     # -- the loops ------------------------------------------------------------------
 
-    def _local(self) -> Any:
-        if current_namespace() == self.namespace:
-            return contextlib.nullcontext()
-        return _in_namespace(self.namespace)
-
     def _sync_dataset_once(self) -> None:
         st = self._status
         res = self._action("wait", {"name": self.name, "after_version": st.mirrored_version,
@@ -351,8 +351,7 @@ class Mirror:
         expected = int(res.get("num_rows", -1))
         if expected >= 0 and table.num_rows != expected:
             raise _Partial(f"got {table.num_rows} of {expected} rows of version {version}")
-        with self._local():
-            local = put(self.local_name, table, retain=self.retain)
+        local = self.ns.put(self.local_name, table, retain=self.retain)
         del table
         self.versions_published += 1
         self._update(mirrored_version=version, local_version=local.version,
@@ -360,8 +359,6 @@ class Mirror:
 
     def _sync_stream(self, start: str) -> bool:
         """Tail the remote stream into the local one; True when the remote stream ended."""
-        from ._stream import StreamWriter
-
         client = self._connect()
         ticket = self._fl.Ticket(json.dumps({"kind": "stream", "name": self.name,
                                              "start": start}).encode())
@@ -371,7 +368,7 @@ class Mirror:
         except self._fl.FlightError as exc:
             raise_from_flight(exc)
         self._update(state="live", error="")
-        with self._local(), StreamWriter(self.local_name, schema) as w:
+        with self.ns.StreamWriter(self.local_name, schema) as w:
             while not self._stop.is_set():
                 try:
                     chunk = reader.read_chunk()
@@ -480,8 +477,7 @@ class Mirror:
         NotFoundError
             When nothing has been mirrored yet.
         """
-        with self._local():
-            return _local_info(self.local_name)
+        return self.ns.info(self.local_name)
 
     def __enter__(self) -> Mirror:
         return self.start()
@@ -495,14 +491,14 @@ class Mirror:
 
 def mirror(uri: str, name: str, *, local_name: str | None = None, token: str | None = None,
            tls_root_certs: bytes | None = None, kind: str = "auto", retain: int = 1,
-           poll_timeout: float = 5.0) -> Mirror:
+           poll_timeout: float = 5.0, namespace: str | Namespace | None = None) -> Mirror:
     """Start mirroring remote *name* of ``arrowshm serve --flight`` at *uri* into local
     shared memory; returns the running :class:`Mirror` (``stop()`` it, or use it in a
     ``with`` block).
 
     Parameters
     ----------
-    uri, name, local_name, token, tls_root_certs, kind, retain, poll_timeout
+    uri, name, local_name, token, tls_root_certs, kind, retain, poll_timeout, namespace
         As for :class:`Mirror`.
 
     Returns
@@ -517,4 +513,5 @@ def mirror(uri: str, name: str, *, local_name: str | None = None, token: str | N
         When an argument is out of range, or pyarrow lacks Flight.
     """
     return Mirror(uri, name, local_name=local_name, token=token, tls_root_certs=tls_root_certs,
-                  kind=kind, retain=retain, poll_timeout=poll_timeout).start()
+                  kind=kind, retain=retain, poll_timeout=poll_timeout,
+                  namespace=namespace).start()

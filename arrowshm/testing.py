@@ -19,9 +19,14 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
+from ._datasets.get import clear_cache
+from ._errors import ArrowShmError
 from ._names import SHM_PREFIX, registry_shm_name, validate_namespace
-from ._registry import forget_registry
-from ._segment import list_names, unlink
+from ._namespace import Namespace
+from ._shm import header
+from ._shm import layout as L
+from ._shm.context import context, drop_context
+from ._shm.segment import Segment, list_names, unlink
 
 __all__ = [
     "cleanup_namespace",
@@ -53,60 +58,37 @@ def data_objects(namespace: str) -> list[str]:
 def delete_all(namespace: str) -> list[str]:
     """Delete every live dataset and stream of *namespace* through the public API,
     and free the segments this process pooled for reuse."""
-    from ._dataset import delete
-    from ._registry import get_registry
-
     if registry_shm_name(namespace) not in namespace_objects(namespace):
         return []
-    reg = get_registry(namespace)
-    names = [view.name for view in reg.entries()]
-    saved = os.environ.get("ARROWSHM_NAMESPACE")
-    os.environ["ARROWSHM_NAMESPACE"] = namespace
-    try:
-        for name in names:
-            with suppress(KeyError):
-                delete(name)
-    finally:
-        if saved is None:
-            os.environ.pop("ARROWSHM_NAMESPACE", None)
-        else:
-            os.environ["ARROWSHM_NAMESPACE"] = saved
-    from ._pool import drain_pool
-
-    drain_pool(namespace)  # retired segments this process kept for reuse
+    ns = Namespace(namespace)
+    names = [view.name for view in context(namespace).registry.entries()]
+    for name in names:
+        with suppress(KeyError):
+            ns.delete(name)
+    context(namespace).drain()  # retired segments this process kept for reuse
     return names
 
 
 def pooled_objects(namespace: str) -> list[str]:
     """Objects of *namespace* that are retired segments kept for reuse (state POOLED)."""
-    from . import _layout as L
-    from ._errors import ArrowShmError
-    from ._segment import Segment
-
     out = []
     for name in data_objects(namespace):
         try:
             seg = Segment.open(name)
         except ArrowShmError:
             continue
-        if seg.size >= L.SEGMENT_HEADER_BYTES and L.state_of(int(seg.words[L.S_STATE])) == (
-            L.SEG_POOLED
-        ):
+        seen = header.facts(seg)
+        if seen is not None and seen.state == L.SEG_POOLED:
             out.append(name)
     return out
 
 
 def cleanup_namespace(namespace: str) -> list[str]:
     """Unlink every object of *namespace* (registry included); returns their names."""
-    from ._pool import forget_pool
-
-    forget_pool(namespace)
+    drop_context(namespace)
     names = namespace_objects(namespace)
     for name in names:
         unlink(name)
-    forget_registry(namespace)
-    from ._dataset import clear_cache
-
     clear_cache()
     return names
 

@@ -38,6 +38,7 @@ from numba.extending import intrinsic
 __all__ = [
     "U32Array",
     "U64Array",
+    "Word",
     "WordArray",
     "as_int64",
     "int_intrinsic",
@@ -54,6 +55,10 @@ U32Array = npt.NDArray[np.uint32]
 
 WordArray = U64Array | U32Array
 """Either word width: the generic atomics accept both."""
+
+Word = int | np.integer[Any]
+"""A word value a Python caller passes: an ``int`` or a numpy integer (``np.uint64``
+for values that must stay unsigned in a lazily compiled kernel)."""
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 

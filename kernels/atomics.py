@@ -14,7 +14,7 @@ Why atomics even for "plain" words
 Reading or writing a shared word with ordinary indexing (``a[i]``) is a data
 race in the language model and the optimizer exploits it: a spin loop on
 ``a[i]`` compiled to an infinite ``jmp .``, and a seqlock writer's odd store
-was deleted (NOTES.md). Relaxed (``monotonic``) atomics cost the same as a
+was deleted (both seen on this project's machines). Relaxed (``monotonic``) atomics cost the same as a
 plain ``mov`` on x86-64 but forbid those transformations, so every access to a
 word another process may touch concurrently goes through this module.
 
@@ -75,7 +75,7 @@ from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 
-from ._jit import WordArray, int_intrinsic, kernel_with_signatures, void_intrinsic
+from ._jit import Word, WordArray, int_intrinsic, kernel_with_signatures, void_intrinsic
 
 __all__ = [
     "atomic_cas",
@@ -501,7 +501,7 @@ def atomic_load(a: WordArray, i: int) -> int:
 
 
 @kernel_with_signatures(_STORE_SIGS)
-def atomic_store(a: WordArray, i: int, v: int) -> None:
+def atomic_store(a: WordArray, i: int, v: Word) -> None:
     """Release-store ``v`` into ``a[i]`` from Python (``v`` cast to the element type).
 
     **Memory ordering**: release (see :func:`store_release`).
@@ -512,7 +512,7 @@ def atomic_store(a: WordArray, i: int, v: int) -> None:
 
 
 @kernel_with_signatures(_CAS_SIGS)
-def atomic_cas(a: WordArray, i: int, expected: int, desired: int) -> int:
+def atomic_cas(a: WordArray, i: int, expected: Word, desired: Word) -> int:
     """Compare-and-swap ``a[i]`` from Python; returns the old value.
 
     The swap happened iff the result equals ``expected`` (modulo the element
@@ -526,7 +526,7 @@ def atomic_cas(a: WordArray, i: int, expected: int, desired: int) -> int:
 
 
 @kernel_with_signatures(_RMW_SIGS)
-def atomic_fetch_add(a: WordArray, i: int, v: int) -> int:
+def atomic_fetch_add(a: WordArray, i: int, v: Word) -> int:
     """Atomically add ``v`` to ``a[i]`` (wrapping) from Python; returns the old value.
 
     **Memory ordering**: seq_cst read-modify-write (see :func:`fetch_add`).
@@ -537,7 +537,7 @@ def atomic_fetch_add(a: WordArray, i: int, v: int) -> int:
 
 
 @kernel_with_signatures(_RMW_SIGS)
-def atomic_fetch_sub(a: WordArray, i: int, v: int) -> int:
+def atomic_fetch_sub(a: WordArray, i: int, v: Word) -> int:
     """Atomically subtract ``v`` from ``a[i]`` (wrapping); returns the old value.
 
     **Memory ordering**: seq_cst read-modify-write (see :func:`fetch_sub`).
@@ -548,7 +548,7 @@ def atomic_fetch_sub(a: WordArray, i: int, v: int) -> int:
 
 
 @kernel_with_signatures(_RMW_SIGS)
-def atomic_exchange(a: WordArray, i: int, v: int) -> int:
+def atomic_exchange(a: WordArray, i: int, v: Word) -> int:
     """Atomically replace ``a[i]`` by ``v`` from Python; returns the old value.
 
     **Memory ordering**: seq_cst read-modify-write (see :func:`exchange`).

@@ -72,7 +72,7 @@ from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 
-from ._jit import U32Array, U64Array, as_int64, int_intrinsic, kernel
+from ._jit import U32Array, U64Array, Word, as_int64, int_intrinsic, kernel
 from .atomics import (
     cpu_pause,
     fence_seq_cst,
@@ -81,6 +81,7 @@ from .atomics import (
     load_acquire,
     load_seq_cst,
 )
+from .status import EAGAIN, EINTR, ETIMEDOUT
 
 __all__ = [
     "EAGAIN",
@@ -96,12 +97,8 @@ __all__ = [
     "wait_until_greater",
 ]
 
-EINTR = -4
-"""Status: the wait was interrupted by a signal handler."""
-EAGAIN = -11
-"""Status: the futex word did not hold the expected value."""
-ETIMEDOUT = -110
-"""Status: the timeout elapsed."""
+# statuses (see kernels/status.py): EINTR the wait was interrupted by a signal handler,
+# EAGAIN the futex word did not hold the expected value, ETIMEDOUT the timeout elapsed
 
 MAX_TIMEOUT_NS = 3_600_000_000_000
 """Longest wait any kernel performs (one hour); larger or negative timeouts are clamped."""
@@ -366,7 +363,7 @@ def eventcount_notify(words: U64Array, waiters_idx: int, w32: U32Array, futex_id
 def wait_until_greater(
     words: U64Array,
     value_idx: int,
-    threshold: int,
+    threshold: Word,
     w32: U32Array,
     futex_idx: int,
     waiters_idx: int,

@@ -7,8 +7,8 @@ dispatcher calls; done here it is one call, which matters most when the
 reader's caches are cold (right after a producer's copy evicted them), where
 every touched line of interpreter code and data costs a memory access.
 
-The kernels know the few data-segment header words they touch (below);
-``arrowshm._layout`` defines the layout and a test asserts the two agree.
+The data-segment header's word indices are defined here, once (below);
+``arrowshm._shm.layout`` re-exports them beside the rest of the layout.
 
 Protocol (with the writer's side in ``arrowshm._pin``): the reader claims a
 pin slot with a CAS, then loads the state word (seq_cst); a writer recycling
@@ -24,6 +24,7 @@ from numba import types
 
 from ._jit import U64Array, kernel_with_signatures
 from .atomics import cas, load_relaxed, load_seq_cst, store_relaxed, store_release, store_seq_cst
+from .status import OK, PIN_BAD_FORMAT, PIN_BAD_OFFSETS, PIN_NOT_A_SEGMENT, PIN_STALE
 
 __all__ = [
     "PIN_BAD_FORMAT",
@@ -35,34 +36,50 @@ __all__ = [
     "unpin",
 ]
 
-# data segment header (word indices), mirrored from arrowshm._layout
-_MAGIC = 0
-_FORMAT_VERSION = 1
-_STATE = 3
-_DATA_OFFSET = 8
-_DATA_BYTES = 9
-_NAME_HASH = 10
-_VERSION = 11
-_SCHEMA_FP = 13
-_GENERATION = 14
-_PIN_OVERFLOW = 16
-_BATCH_VERSION = 18
-_BATCH_OFFSET = 19
-_BATCH_BYTES = 20
-_PINS = 128
-_PIN_SLOTS = 64
-_PIN_WORDS = 2
-_HEADER_BYTES = 4096
-_STATE_MASK = 0xFF
-_SEALED = 2
-_PUBLISHED = 3
+# -- the data-segment header (word indices) ----------------------------------------------
+# The one definition of these offsets: arrowshm._shm.layout re-exports them with the
+# table of docs/FORMAT.md, and arrowshm._shm.header is the only Python code writing them.
+SEGMENT_HEADER_BYTES = 4096
+S_MAGIC = 0
+S_FORMAT_VERSION = 1
+S_KIND = 2
+S_STATE = 3
+S_CREATOR_PID = 4
+S_CREATOR_START = 5
+S_CREATED_NS = 6
+S_SEGMENT_BYTES = 7
+S_DATA_OFFSET = 8
+S_DATA_BYTES = 9
+S_NAME_HASH = 10
+S_VERSION = 11
+S_NUM_ROWS = 12
+S_SCHEMA_FP = 13
+S_GENERATION = 14
+S_PIN_OVERFLOW = 16  # 1 once a reader found no free pin slot: never recycle
+S_RECYCLES = 17  # times this segment was reused for a new version
+# where the version's only record-batch message lies in the payload (0 if unknown);
+# valid only while S_BATCH_VERSION == S_VERSION
+S_BATCH_VERSION = 18
+S_BATCH_OFFSET = 19
+S_BATCH_BYTES = 20
+S_PINS = 128  # pin table: PIN_SLOTS x PIN_WORDS, bytes 1024..2047
+PIN_SLOTS = 64
+PIN_WORDS = 2  # (pid, start ticks)
+
+# S_STATE holds (epoch << 8) | state; every transition bumps the epoch
+STATE_BITS = 8
+STATE_MASK = (1 << STATE_BITS) - 1
+SEG_WRITING = 1
+SEG_SEALED = 2
+SEG_PUBLISHED = 3
+SEG_POOLED = 4
+SEG_RECLAIMING = 5
 
 # statuses of pin_version (the first element of its result)
-PIN_OK = 0
-PIN_NOT_A_SEGMENT = -1  # too small or wrong magic
-PIN_BAD_FORMAT = -2  # another format version (the second element says which)
-PIN_STALE = -3  # no longer holds that version (recycled, being rewritten, ...)
-PIN_BAD_OFFSETS = -4  # the payload offsets point outside the segment
+# (kernels/status.py): PIN_NOT_A_SEGMENT too small or wrong magic, PIN_BAD_FORMAT another
+# format version (the second element says which), PIN_STALE no longer holds that version
+# (recycled, being rewritten, ...), PIN_BAD_OFFSETS the payload offsets point outside it
+PIN_OK = OK
 
 _A64 = types.Array(types.uint64, 1, "C")
 _U = types.uint64
@@ -80,7 +97,7 @@ def unpin(words: U64Array, slot: int, pid: int) -> None:
     """
     if slot < 0:
         return
-    base = _PINS + slot * _PIN_WORDS
+    base = S_PINS + slot * PIN_WORDS
     if load_relaxed(words, base) != pid:
         return  # not ours (never happens to a caller that pinned it)
     store_relaxed(words, base + 1, 0)
@@ -122,40 +139,40 @@ def pin_version(
     seq_cst load after the claim (the reader's half of the Dekker pair).
     """
     n_words = seg_bytes // 8
-    if n_words < _HEADER_BYTES // 8 or load_relaxed(words, _MAGIC) != magic:
+    if n_words < SEGMENT_HEADER_BYTES // 8 or load_relaxed(words, S_MAGIC) != magic:
         return PIN_NOT_A_SEGMENT, -1, 0, 0, 0, 0
-    found = load_relaxed(words, _FORMAT_VERSION)
+    found = load_relaxed(words, S_FORMAT_VERSION)
     if found != format_version:
         return PIN_BAD_FORMAT, int(found & 0x7FFFFFFFFFFFFFFF), 0, 0, 0, 0
     slot = -1
-    for s in range(_PIN_SLOTS):
-        base = _PINS + s * _PIN_WORDS
+    for s in range(PIN_SLOTS):
+        base = S_PINS + s * PIN_WORDS
         if load_relaxed(words, base) == 0 and cas(words, base, 0, pid) == 0:
             store_release(words, base + 1, start)
             slot = s
             break
     if slot < 0:
-        store_seq_cst(words, _PIN_OVERFLOW, 1)
-    state = load_seq_cst(words, _STATE)
-    st = state & _STATE_MASK
+        store_seq_cst(words, S_PIN_OVERFLOW, 1)
+    state = load_seq_cst(words, S_STATE)
+    st = state & STATE_MASK
     if (
-        (st != _SEALED and st != _PUBLISHED)
-        or load_relaxed(words, _VERSION) != version
-        or load_relaxed(words, _GENERATION) != generation
-        or load_relaxed(words, _NAME_HASH) != name_hash
+        (st != SEG_SEALED and st != SEG_PUBLISHED)
+        or load_relaxed(words, S_VERSION) != version
+        or load_relaxed(words, S_GENERATION) != generation
+        or load_relaxed(words, S_NAME_HASH) != name_hash
     ):
         unpin(words, slot, pid)
         return PIN_STALE, -1, 0, 0, 0, 0
-    off = load_relaxed(words, _DATA_OFFSET)
-    n = load_relaxed(words, _DATA_BYTES)
-    if off < _HEADER_BYTES or off > seg_bytes or n > seg_bytes - off:
+    off = load_relaxed(words, S_DATA_OFFSET)
+    n = load_relaxed(words, S_DATA_BYTES)
+    if off < SEGMENT_HEADER_BYTES or off > seg_bytes or n > seg_bytes - off:
         unpin(words, slot, pid)
         return PIN_BAD_OFFSETS, -1, 0, 0, 0, 0
-    boff = load_relaxed(words, _BATCH_OFFSET)
-    blen = load_relaxed(words, _BATCH_BYTES)
+    boff = load_relaxed(words, S_BATCH_OFFSET)
+    blen = load_relaxed(words, S_BATCH_BYTES)
     if (
-        load_relaxed(words, _BATCH_VERSION) != version
-        or load_relaxed(words, _SCHEMA_FP) != schema_fp
+        load_relaxed(words, S_BATCH_VERSION) != version
+        or load_relaxed(words, S_SCHEMA_FP) != schema_fp
         or blen == 0
         or boff > n
         or blen > n - boff

@@ -24,10 +24,11 @@ import numpy as np
 import numpy.typing as npt
 
 from .atomics import cas, fence_acquire, load_acquire, load_relaxed
+from .status import NOT_FOUND as NOT_FOUND
+from .status import QUOTA_EXCEEDED as QUOTA_EXCEEDED
+from .status import REGISTRY_FULL
 
-NOT_FOUND = -1
-FULL = -2
-QUOTA_EXCEEDED = -3
+FULL = REGISTRY_FULL
 
 _STATE_EMPTY = 0
 _STATE_LIVE = 2
@@ -50,7 +51,7 @@ def registry_find(
     key_len: int,
     out_gen: npt.NDArray[np.uint64],
 ) -> int:
-    """Find the LIVE entry named *key_name*; return its slot or ``NOT_FOUND`` (-1).
+    """Find the LIVE entry named *key_name*; return its slot or ``NOT_FOUND``.
 
     ``out_gen[0]`` receives the generation the name was matched under; callers
     use it to detect that the slot was deleted and reused since.
@@ -105,7 +106,7 @@ def registry_find_free(
     state_off: int,
     key_hash: np.uint64,
 ) -> int:
-    """First EMPTY or DELETED slot on *key_hash*'s probe chain, or ``FULL`` (-2).
+    """First EMPTY or DELETED slot on *key_hash*'s probe chain, or ``REGISTRY_FULL``.
 
     Caller holds the registry's structure lock, so no other process claims
     concurrently. Memory ordering: acquire loads of ``state``.
@@ -125,7 +126,7 @@ def quota_reserve(
 ) -> int:
     """Atomically add *nbytes* to ``words[used_idx]`` unless that would pass the
     quota in ``words[quota_idx]`` (0 = no quota). Returns 0, or
-    ``QUOTA_EXCEEDED`` (-3) and changes nothing.
+    ``QUOTA_EXCEEDED`` and changes nothing.
 
     Memory ordering: a CAS loop (seq_cst) on the used counter; the quota is
     an acquire load re-read on every attempt, so a quota lowered concurrently

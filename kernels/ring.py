@@ -78,13 +78,13 @@ or slot indices)
 ================  =====  ===================================================
 name              value  meaning
 ================  =====  ===================================================
-``GATED``          -1    readers' unread or pinned batches leave no room
-``EMPTY``          -2    no batch to read yet
-``CLOSED``         -3    the writer closed the stream and all is read
-``FULL``           -4    no free reader slot
-``CORRUPT``        -5    a descriptor does not hold the sequence it should
-``NOT_OWNER``      -6    the reader slot does not belong to the given pid
-``NOT_HELD``       -7    :func:`ring_unpin` of a sequence no span covers
+``GATED``          -401  readers' unread or pinned batches leave no room
+``EMPTY``          -402  no batch to read yet
+``CLOSED``         -403  the writer closed the stream and all is read
+``FULL``           -404  no free reader slot
+``CORRUPT``        -405  a descriptor or cursor is impossible
+``NOT_OWNER``      -406  the reader slot does not belong to the given pid
+``NOT_HELD``       -407  :func:`ring_unpin` of a sequence no span covers
 ``TIMEOUT``        -110  the wait timed out (``ETIMEDOUT``)
 ================  =====  ===================================================
 """
@@ -114,6 +114,16 @@ from .atomics import (
     store_seq_cst,
 )
 from .futex import MAX_TIMEOUT_NS, WAIT_SLICE_NS, futex_wait, futex_wake, monotonic_ns
+from .status import (
+    ETIMEDOUT,
+    RING_CLOSED,
+    RING_CORRUPT,
+    RING_EMPTY,
+    RING_FULL,
+    RING_GATED,
+    RING_NOT_HELD,
+    RING_NOT_OWNER,
+)
 
 __all__ = [
     "CLOSED",
@@ -141,14 +151,14 @@ __all__ = [
 ]
 
 # -- status codes -----------------------------------------------------------------------
-GATED = -1
-EMPTY = -2
-CLOSED = -3
-FULL = -4
-CORRUPT = -5
-NOT_OWNER = -6
-NOT_HELD = -7
-TIMEOUT = -110
+GATED = RING_GATED
+EMPTY = RING_EMPTY
+CLOSED = RING_CLOSED
+FULL = RING_FULL
+CORRUPT = RING_CORRUPT
+NOT_OWNER = RING_NOT_OWNER
+NOT_HELD = RING_NOT_HELD
+TIMEOUT = ETIMEDOUT
 
 # -- geometry vector (uint64, private to the calling process) ---------------------------
 G_HDR = 0  # word index of the ring header (hot lines below)
@@ -653,7 +663,7 @@ def ring_reader_attach(
     it). A batch the reader will claim is therefore never overwritten
     unseen.
 
-    Returns the slot index, or ``FULL`` (-4) when no slot is free.
+    Returns the slot index, or ``FULL`` when no slot is free.
     """
     hdr = np.int64(geo[G_HDR])
     readers = np.int64(geo[G_READERS])

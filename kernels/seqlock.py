@@ -83,6 +83,7 @@ from .atomics import (
     store_release,
 )
 from .futex import clamp_timeout, monotonic_ns
+from .status import EBUSY, EINVAL, EOWNERDEAD, SEQLOCK_RETRY
 
 __all__ = [
     "SEQLOCK_EBUSY",
@@ -97,17 +98,17 @@ __all__ = [
     "seqlock_write",
 ]
 
-SEQLOCK_EBUSY = -16
+SEQLOCK_EBUSY = EBUSY
 """Status: the record stayed odd or kept changing until retries or time ran out."""
-SEQLOCK_EINVAL = -22
+SEQLOCK_EINVAL = EINVAL
 """Status: ``base`` or the payload length does not fit in ``words``."""
-SEQLOCK_EOWNERDEAD = -130
+SEQLOCK_EOWNERDEAD = EOWNERDEAD
 """Status: a write found an odd sequence: recover before writing."""
 SEQLOCK_HEADER_WORDS = 2
 """Words before the live payload: ``seq`` and ``stage_tag``."""
 
 _CLOCK_EVERY = 64  # read the (syscall) clock once per this many failed attempts
-_RETRY = -1
+_RETRY = SEQLOCK_RETRY
 
 
 def seqlock_words(n: int) -> int:

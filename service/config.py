@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from arrowshm._names import current_namespace, validate_namespace
+import arrowshm
 
 DEFAULT_REAPER_INTERVAL_S = 2.0
 
@@ -53,7 +53,7 @@ class Settings:
     log_level : str
     """
 
-    namespace: str = field(default_factory=current_namespace)
+    namespace: str = field(default_factory=lambda: arrowshm.Namespace().name)
     socket_path: Path | None = None
     host: str = "127.0.0.1"
     port: int | None = None
@@ -63,7 +63,7 @@ class Settings:
     log_level: str = "info"
 
     def __post_init__(self) -> None:
-        validate_namespace(self.namespace)
+        arrowshm.Namespace(self.namespace)  # validates the name
         if self.reaper_interval < 0:
             raise ValueError("reaper_interval must be >= 0")
 
@@ -80,7 +80,7 @@ class Settings:
             When a numeric variable cannot be parsed.
         """
         values: dict[str, object] = {
-            "namespace": current_namespace(),
+            "namespace": arrowshm.Namespace().name,
             "token": os.environ.get("ARROWSHM_TOKEN") or None,
             "allowed_uids": _env_uids("ARROWSHM_ALLOWED_UIDS"),
             "reaper_interval": _env_float("ARROWSHM_REAPER_INTERVAL", DEFAULT_REAPER_INTERVAL_S),

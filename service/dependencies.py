@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from arrowshm._registry import Registry
+import arrowshm
+from arrowshm._shm.registry import Registry
 
 from .config import Settings
 from .events import EventHub
@@ -22,6 +23,11 @@ def get_settings(request: Request) -> Settings:
 def get_reg(request: Request) -> Registry:
     reg: Registry = request.app.state.registry
     return reg
+
+
+def get_namespace(request: Request) -> arrowshm.Namespace:
+    ns: arrowshm.Namespace = request.app.state.namespace
+    return ns
 
 
 def get_reaper(request: Request) -> Reaper:
@@ -41,6 +47,7 @@ def get_catalog(request: Request) -> DatasetCatalog:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[Registry, Depends(get_reg)]
+NamespaceDep = Annotated[arrowshm.Namespace, Depends(get_namespace)]
 ReaperDep = Annotated[Reaper, Depends(get_reaper)]
 EventHubDep = Annotated[EventHub, Depends(get_hub)]
 CatalogDep = Annotated[DatasetCatalog, Depends(get_catalog)]

@@ -10,12 +10,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from arrowshm import _errors as E
+import arrowshm as E
 
-from .streams import EvictUnavailableError
+from .schemas import ErrorBody
 
 STATUS: list[tuple[type[E.ArrowShmError], int]] = [
-    (EvictUnavailableError, 501),
     (E.NotFoundError, 404),
     (E.InvalidNameError, 422),
     (E.InvalidArgumentError, 422),
@@ -59,12 +58,9 @@ def error_response(status: int, code: str, detail: str, fields: dict[str, Any] |
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses=`` entries for *statuses*, all with :class:`ErrorBody`."""
-    from .schemas import ErrorBody
-
     text = {401: "Missing or wrong bearer token.", 403: "Peer uid not allowed.",
             404: "No such name.", 409: "The name is of the other kind.",
-            422: "Invalid name or argument.", 501: "Not supported by this arrowshm.",
-            507: "Quota, registry or /dev/shm full."}
+            422: "Invalid name or argument.", 507: "Quota, registry or /dev/shm full."}
     return {s: {"model": ErrorBody, "description": text.get(s, "Error.")} for s in statuses}
 
 

@@ -14,8 +14,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from arrowshm import _layout as L
-from arrowshm._registry import Registry
+from arrowshm._shm.registry import Registry
 
 from .logs import get_logger, log_event
 
@@ -35,21 +34,21 @@ class Event:
                 "entry_kind": self.entry_kind}
 
 
-def _state(reg: Registry) -> dict[str, tuple[int, int, int]]:
-    return {v.name: (v.generation, v.version, v.kind) for v in reg.entries()}
+def _state(reg: Registry) -> dict[str, tuple[int, int, str]]:
+    return {v.name: (v.generation, v.version, v.kind_name) for v in reg.entries()}
 
 
-def diff(old: dict[str, tuple[int, int, int]], new: dict[str, tuple[int, int, int]]) -> list[Event]:
+def diff(old: dict[str, tuple[int, int, str]], new: dict[str, tuple[int, int, str]]) -> list[Event]:
     """Events that turn snapshot *old* into *new*."""
     out: list[Event] = []
     for name, (gen, version, kind) in old.items():
         cur = new.get(name)
         if cur is None or cur[0] != gen:
-            out.append(Event(name, version, "delete", L.KIND_NAMES.get(kind, "?")))
+            out.append(Event(name, version, "delete", kind))
     for name, (gen, version, kind) in new.items():
         prev = old.get(name)
         if version and (prev is None or prev[0] != gen or prev[1] != version):
-            out.append(Event(name, version, "publish", L.KIND_NAMES.get(kind, "?")))
+            out.append(Event(name, version, "publish", kind))
     return out
 
 

@@ -27,7 +27,7 @@ Tickets, commands, action bodies and results are UTF-8 JSON. Every call needs
 time by a server middleware; TLS is used when a certificate and key are given
 (URI scheme ``grpc+tls``). Errors cross as Flight errors whose ``extra_info`` is
 ``{"code": <arrowshm exception class>, "message", "fields"}``, so a client
-re-raises the same class (:func:`arrowshm._mirror.raise_from_flight`).
+re-raises the same class (:func:`arrowshm.raise_from_flight`).
 """
 
 from __future__ import annotations
@@ -46,17 +46,14 @@ import pyarrow as pa
 import pyarrow.flight as fl
 
 import arrowshm
-from arrowshm import _layout as L
-from arrowshm._dataset import _expired
-from arrowshm._errors import (
+from arrowshm import (
     AccessDeniedError,
     ArrowShmError,
+    ConflictError,
     InvalidArgumentError,
     NotFoundError,
     WaitTimeoutError,
 )
-from arrowshm._names import current_namespace, validate_name
-from arrowshm._registry import get_registry
 
 from .logs import get_logger, log_event
 
@@ -162,8 +159,14 @@ def _name_of(descriptor: fl.FlightDescriptor) -> tuple[str, dict[str, Any]]:
         if not isinstance(raw, str):
             raise InvalidArgumentError("the descriptor command needs a string \"name\"")
         name = raw
-    validate_name(name)
     return name, opts
+
+
+def _int_option(opts: dict[str, Any], key: str, default: int) -> int:
+    value = opts.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentError(f"{key!r} must be an integer, not {value!r}")
+    return value
 
 
 def _dataset_info_dict(i: arrowshm.DatasetInfo) -> dict[str, Any]:
@@ -173,7 +176,7 @@ def _dataset_info_dict(i: arrowshm.DatasetInfo) -> dict[str, Any]:
 
 
 class ArrowShmFlightServer(fl.FlightServerBase):  # type: ignore[misc]
-    """A Flight server over the datasets and streams of the current namespace.
+    """A Flight server over the datasets and streams of one namespace.
 
     It listens from construction on; :meth:`stop` ends it, first waking every
     long-poll and stream tail so that shutdown does not wait for them.
@@ -181,6 +184,8 @@ class ArrowShmFlightServer(fl.FlightServerBase):  # type: ignore[misc]
     Parameters
     ----------
     settings : FlightSettings
+    ns : arrowshm.Namespace
+        The namespace served.
 
     Raises
     ------
@@ -188,7 +193,7 @@ class ArrowShmFlightServer(fl.FlightServerBase):  # type: ignore[misc]
         When a TLS file cannot be read.
     """
 
-    def __init__(self, settings: FlightSettings) -> None:
+    def __init__(self, settings: FlightSettings, ns: arrowshm.Namespace) -> None:
         tls: list[tuple[bytes, bytes]] = []
         if settings.tls_cert is not None and settings.tls_key is not None:
             try:
@@ -200,7 +205,8 @@ class ArrowShmFlightServer(fl.FlightServerBase):  # type: ignore[misc]
             uri = "grpc+tls://" + uri[len("grpc://"):]
         self._stopping = threading.Event()
         self.settings = settings
-        self.namespace = current_namespace()
+        self.ns = ns
+        self.namespace = ns.name
         self.calls: dict[str, int] = {}
         self._calls_lock = threading.Lock()
         super().__init__(uri, tls_certificates=tls,
@@ -222,7 +228,7 @@ class ArrowShmFlightServer(fl.FlightServerBase):  # type: ignore[misc]
         return fl.Ticket(json.dumps(body).encode())
 
     def _dataset_flight(self, name: str) -> fl.FlightInfo:
-        i = arrowshm.info(name)
+        i = self.ns.info(name)
         ticket = self._ticket({"kind": "dataset", "name": name, "version": i.version})
         meta = json.dumps(_dataset_info_dict(i)).encode()
         return fl.FlightInfo(i.schema, fl.FlightDescriptor.for_path(name),
@@ -230,9 +236,7 @@ class ArrowShmFlightServer(fl.FlightServerBase):  # type: ignore[misc]
                              app_metadata=meta)
 
     def _stream_flight(self, name: str) -> fl.FlightInfo:
-        from arrowshm._stream import stream_info
-
-        s = stream_info(name)
+        s = self.ns.stream_info(name)
         ticket = self._ticket({"kind": "stream", "name": name, "start": "earliest"})
         meta = json.dumps({"name": name, "kind": "stream", "version": s.session,
                            "cursor": s.cursor, "state": s.state, "mode": s.mode,
@@ -241,22 +245,20 @@ class ArrowShmFlightServer(fl.FlightServerBase):  # type: ignore[misc]
                              [fl.FlightEndpoint(ticket, [])], -1, -1, app_metadata=meta)
 
     def _flight_for(self, name: str) -> fl.FlightInfo:
-        reg = get_registry(current_namespace())
-        view = reg.get_entry(name)
-        if view.kind == L.KIND_STREAM:
+        try:
+            return self._dataset_flight(name)
+        except ConflictError:  # a stream
             return self._stream_flight(name)
-        return self._dataset_flight(name)
 
     # -- RPCs -----------------------------------------------------------------------
 
     def list_flights(self, context: Any, criteria: bytes) -> Iterator[fl.FlightInfo]:
         self._count("list_flights")
-        reg = get_registry(current_namespace())
-        for view in sorted(reg.entries(), key=lambda v: v.name):
-            if view.kind == L.KIND_DATASET and (view.version == 0 or _expired(view)):
-                continue
+        names = sorted([d.name for d in self.ns.list_datasets()]
+                       + [s.name for s in self.ns.list_streams()])
+        for name in names:
             try:
-                yield self._flight_for(view.name)
+                yield self._flight_for(name)
             except ArrowShmError:  # deleted or being torn down meanwhile: skip it
                 continue
 
@@ -275,7 +277,6 @@ class ArrowShmFlightServer(fl.FlightServerBase):  # type: ignore[misc]
             name = body.get("name")
             if not isinstance(name, str):
                 raise InvalidArgumentError("the ticket needs a string \"name\"")
-            validate_name(name)
             if body.get("kind", "dataset") == "stream":
                 wait_s = body.get("open_timeout", 0)
                 if not isinstance(wait_s, (int, float)) or not 0 <= wait_s <= MAX_WAIT_S:
@@ -286,16 +287,14 @@ class ArrowShmFlightServer(fl.FlightServerBase):  # type: ignore[misc]
             if version is not None and not isinstance(version, int):
                 raise InvalidArgumentError("the ticket's \"version\" must be an integer")
             # zero-copy: the table's buffers are the shared-memory mapping itself
-            table = arrowshm.get(name, version=version)
+            table = self.ns.get(name, version=version)
             return fl.RecordBatchStream(table)
         except Exception as exc:
             raise flight_error(exc) from None
 
     def _tail(self, context: Any, name: str, start: str,
               open_timeout: float) -> fl.FlightDataStream:
-        from arrowshm._stream import StreamReader
-
-        reader = StreamReader(name, start=start, open_timeout=open_timeout)
+        reader = self.ns.StreamReader(name, start=start, open_timeout=open_timeout)
 
         def batches() -> Iterator[pa.RecordBatch]:
             with reader:
@@ -324,8 +323,8 @@ class ArrowShmFlightServer(fl.FlightServerBase):  # type: ignore[misc]
             if kind != "dataset":
                 raise InvalidArgumentError(f"kind must be \"dataset\" or \"stream\", not {kind!r}")
             table = reader.read_all()  # the whole version first: never publish a partial one
-            info = arrowshm.put(name, table, retain=int(opts.get("retain", 1)),
-                                ttl=opts.get("ttl"))
+            info = self.ns.put(name, table, retain=_int_option(opts, "retain", 1),
+                               ttl=opts.get("ttl"))
             writer.write(pa.py_buffer(json.dumps(_dataset_info_dict(info)).encode()))
             log_event(_log, "flight put", name=name, version=info.version, rows=info.num_rows)
         except Exception as exc:
@@ -333,13 +332,11 @@ class ArrowShmFlightServer(fl.FlightServerBase):  # type: ignore[misc]
 
     def _put_stream(self, name: str, opts: dict[str, Any], reader: fl.MetadataRecordBatchReader,
                     writer: fl.FlightMetadataWriter) -> None:
-        from arrowshm._stream import StreamWriter
-
         kwargs: dict[str, Any] = {"mode": str(opts.get("mode", "block"))}
         if "capacity_bytes" in opts:
-            kwargs["capacity_bytes"] = int(opts["capacity_bytes"])
+            kwargs["capacity_bytes"] = _int_option(opts, "capacity_bytes", 0)
         n = 0
-        with StreamWriter(name, reader.schema, **kwargs) as w:
+        with self.ns.StreamWriter(name, reader.schema, **kwargs) as w:
             while True:
                 try:
                     chunk = reader.read_chunk()
@@ -366,7 +363,6 @@ class ArrowShmFlightServer(fl.FlightServerBase):  # type: ignore[misc]
             name = body.get("name")
             if not isinstance(name, str):
                 raise InvalidArgumentError("the action needs a string \"name\"")
-            validate_name(name)
             if action.type == "wait":
                 result = self._wait(context, name, body)
             elif action.type == "info":
@@ -389,7 +385,7 @@ class ArrowShmFlightServer(fl.FlightServerBase):  # type: ignore[misc]
         while True:
             remaining = deadline - time.monotonic()
             try:
-                info = arrowshm.wait(name, after_version=after,
+                info = self.ns.wait(name, after_version=after,
                                      timeout=max(0.0, min(remaining, _SLICE_S)))
                 return _dataset_info_dict(info)
             except WaitTimeoutError:
@@ -397,7 +393,7 @@ class ArrowShmFlightServer(fl.FlightServerBase):  # type: ignore[misc]
             if remaining <= 0 or not self._alive(context):
                 break
         try:
-            current = arrowshm.info(name).version
+            current = self.ns.info(name).version
         except NotFoundError:
             current = 0
         return {"name": name, "timeout": True, "version": current}
@@ -408,8 +404,8 @@ class ArrowShmFlightServer(fl.FlightServerBase):  # type: ignore[misc]
         self.shutdown()
 
 
-def start_flight(settings: FlightSettings) -> ArrowShmFlightServer:
-    """Start the Flight endpoint for the current namespace; it serves in gRPC threads.
+def start_flight(settings: FlightSettings, ns: arrowshm.Namespace) -> ArrowShmFlightServer:
+    """Start the Flight endpoint for namespace *ns*; it serves in gRPC threads.
 
     Raises
     ------
@@ -418,7 +414,7 @@ def start_flight(settings: FlightSettings) -> ArrowShmFlightServer:
     OSError
         When the address cannot be bound (pyarrow raises an ``ArrowException``).
     """
-    server = ArrowShmFlightServer(settings)
+    server = ArrowShmFlightServer(settings, ns)
     log_event(_log, "flight listening", location=server.location,
               namespace=server.namespace, tls=settings.tls)
     return server

@@ -1,11 +1,9 @@
-"""Domain logic of the control plane, on top of the registry (no FastAPI here).
+"""Domain logic of the control plane, on top of the library (no FastAPI here).
 
-Everything is read from and written to the namespace's registry, so the
-service keeps no state of its own: a restarted service sees exactly what the
-data plane holds. The one registry write the data plane had no helper for,
-changing the TTL or the retention of a published dataset, is :func:`patch_dataset`:
-it rewrites the entry's record through the seqlock with the entry's writer lock
-held, exactly as a put publishes.
+Everything is read from and written to the namespace through the public API
+(:class:`arrowshm.Namespace`) and, for listings that need no segment, the
+registry module; the service keeps no state of its own, so a restarted
+service sees exactly what the data plane holds.
 """
 
 from __future__ import annotations
@@ -17,14 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from arrowshm import _layout as L
-from arrowshm._dataset import _expired, info
-from arrowshm._dataset import delete as _delete
-from arrowshm._errors import ConflictError, InvalidArgumentError, NotFoundError
-from arrowshm._names import validate_name
-from arrowshm._registry import EntryView, Registry
+import arrowshm
+from arrowshm._shm.registry import EntryView, Registry
 
 _UNSET: Any = object()
 
@@ -35,24 +27,23 @@ def ns_to_datetime(ns: int) -> dt.datetime | None:
 
 def entry_summary(view: EntryView) -> dict[str, Any]:
     """The registry-only description of an entry (no segment is opened)."""
-    ttl_ns = view.field(L.R_TTL_NS)
-    updated_ns = view.field(L.R_UPDATED_NS)
-    n_hist = view.field(L.R_N_HISTORY)
+    ttl_ns = view.ttl_ns
+    updated_ns = view.updated_ns
     version = view.version
     return {
         "name": view.name,
-        "kind": L.KIND_NAMES.get(view.kind, "unknown"),
+        "kind": view.kind_name,
         "version": version,
-        "num_rows": view.field(L.R_NUM_ROWS),
-        "nbytes": view.field(L.R_DATA_BYTES),
-        "segment_bytes": view.field(L.R_SEGMENT_BYTES),
-        "created_at": ns_to_datetime(view.field(L.R_CREATED_NS)),
+        "num_rows": view.num_rows,
+        "nbytes": view.data_bytes,
+        "segment_bytes": view.segment_bytes,
+        "created_at": ns_to_datetime(view.created_ns),
         "updated_at": ns_to_datetime(updated_ns),
         "ttl_seconds": ttl_ns / 1e9 if ttl_ns else None,
         "expires_at": ns_to_datetime(updated_ns + ttl_ns) if ttl_ns else None,
-        "retain": view.field(L.R_RETAIN),
-        "versions": list(range(version, version - n_hist, -1)),
-        "owner_pid": view.field(L.R_OWNER_PID),
+        "retain": view.retain,
+        "versions": list(range(version, version - view.n_history, -1)),
+        "owner_pid": view.owner_pid,
     }
 
 
@@ -100,11 +91,10 @@ class DatasetCatalog:
             items: list[dict[str, Any]] = []
             next_expiry = 1 << 63
             for view in self.reg.entries():
-                if view.kind != L.KIND_DATASET or view.version == 0 or _expired(view):
+                if view.kind_name != "dataset" or view.version == 0 or view.expired(now):
                     continue
-                ttl = view.field(L.R_TTL_NS)
-                if ttl:
-                    next_expiry = min(next_expiry, view.field(L.R_UPDATED_NS) + ttl)
+                if view.ttl_ns:
+                    next_expiry = min(next_expiry, view.updated_ns + view.ttl_ns)
                 items.append(_jsonable(entry_summary(view)))
             items.sort(key=lambda d: d["name"])
             body = json.dumps({"data": items, "count": len(items)},
@@ -114,41 +104,16 @@ class DatasetCatalog:
         return cache
 
 
-def dataset_entry(reg: Registry, name: str) -> EntryView:
-    """The live, unexpired dataset entry *name*.
-
-    Raises
-    ------
-    InvalidNameError
-        When *name* is malformed.
-    NotFoundError
-        When no dataset has that name (or it expired).
-    ConflictError
-        When *name* is a stream.
-    """
-    validate_name(name)
-    view = reg.get_entry(name)
-    if view.kind != L.KIND_DATASET:
-        raise ConflictError(
-            f"{name!r} is a {L.KIND_NAMES.get(view.kind, '?')}, not a dataset: use /v1/streams",
-            name=name,
-        )
-    if view.version == 0 or _expired(view):
-        raise NotFoundError(f"{name!r} does not exist (or expired)", name=name)
-    return view
-
-
-def describe_dataset(reg: Registry, name: str) -> dict[str, Any]:
+def describe_dataset(ns: arrowshm.Namespace, reg: Registry, name: str) -> dict[str, Any]:
     """Registry fields plus schema and segment of dataset *name*.
 
     Raises
     ------
     InvalidNameError, NotFoundError, ConflictError
-        As :func:`dataset_entry`.
+        As :meth:`arrowshm.Namespace.info`.
     """
-    view = dataset_entry(reg, name)
-    out = entry_summary(view)
-    di = info(name)  # opens the segment for the schema, in this namespace
+    di = ns.info(name)  # validates, checks the kind and expiry, opens the segment's schema
+    out = entry_summary(reg.get_entry(name))
     out.update(
         version=di.version,
         num_rows=di.num_rows,
@@ -161,58 +126,24 @@ def describe_dataset(reg: Registry, name: str) -> dict[str, Any]:
     return out
 
 
-def patch_dataset(
-    reg: Registry, name: str, *, ttl_seconds: float | None = _UNSET, retain: int | None = None
-) -> list[int]:
-    """Change the TTL and/or the retention of dataset *name*'s current version.
-
-    The TTL counts from the version's ``updated_at`` (as ``put(ttl=)`` does);
-    ``ttl_seconds=None`` removes it. Lowering *retain* frees the versions that
-    fall out of it. The next ``put`` sets both again from its own arguments.
-
-    Returns
-    -------
-    list of int
-        Segment ids freed by a lower retention.
+def patch_dataset(ns: arrowshm.Namespace, name: str, *, ttl_seconds: float | None = _UNSET,
+                  retain: int | None = None) -> None:
+    """Change the TTL and/or the retention of dataset *name*'s current version
+    (:meth:`arrowshm.Namespace.update`).
 
     Raises
     ------
-    InvalidNameError, NotFoundError, ConflictError
-        As :func:`dataset_entry`.
-    InvalidArgumentError
-        When *ttl_seconds* is not positive or *retain* is outside 1..16.
+    InvalidNameError, NotFoundError, ConflictError, InvalidArgumentError
+        As :meth:`arrowshm.Namespace.update`.
     """
-    if ttl_seconds is not _UNSET and ttl_seconds is not None and not ttl_seconds > 0:
-        raise InvalidArgumentError("ttl_seconds must be > 0 or null", ttl_seconds=ttl_seconds)
-    if retain is not None and not 1 <= retain <= L.MAX_RETAIN:
-        raise InvalidArgumentError(f"retain must be 1..{L.MAX_RETAIN}", retain=retain)
-    view = dataset_entry(reg, name)
-    retired: list[int] = []
-    with reg.entry_lock(view.slot):
-        rec = reg.read_record(view.slot, view.generation)
-        if rec is None or int(rec[L.R_VERSION]) == 0:
-            raise NotFoundError(f"{name!r} was deleted concurrently", name=name)
-        new = np.array(rec, dtype=np.uint64)
-        if ttl_seconds is not _UNSET:
-            new[L.R_TTL_NS] = int(ttl_seconds * 1e9) if ttl_seconds else 0
-        if retain is not None:
-            n = int(new[L.R_N_HISTORY])
-            history = [int(x) for x in new[L.R_HISTORY : L.R_HISTORY + n]]
-            keep, retired = history[:retain], history[retain:]
-            new[L.R_RETAIN] = retain
-            new[L.R_N_HISTORY] = len(keep)
-            new[L.R_HISTORY : L.R_HISTORY + L.MAX_RETAIN] = 0
-            new[L.R_HISTORY : L.R_HISTORY + len(keep)] = keep
-        reg.write_record(view.slot, new)
-    # the event count moves so that listings and watchers see the change
-    reg.notify_entry(view.slot)
-    for sid in retired:
-        reg.unlink_segment(sid)
-    return retired
+    if ttl_seconds is _UNSET:
+        ns.update(name, retain=retain)
+    else:
+        ns.update(name, ttl=ttl_seconds, retain=retain)
 
 
-def delete_entry(reg: Registry, name: str, kind: int) -> None:
-    """Delete dataset or stream *name* and free its segments now.
+def delete_dataset(ns: arrowshm.Namespace, name: str) -> None:
+    """Delete dataset *name* and free its segments now.
 
     Raises
     ------
@@ -221,24 +152,21 @@ def delete_entry(reg: Registry, name: str, kind: int) -> None:
     NotFoundError
         When *name* does not exist.
     ConflictError
-        When *name* is of the other kind.
+        When *name* is a stream.
     """
-    validate_name(name)
-    view = reg.get_entry(name)
-    if view.kind != kind:
-        raise ConflictError(
-            f"{name!r} is a {L.KIND_NAMES.get(view.kind, '?')}, not a {L.KIND_NAMES[kind]}",
-            name=name,
-        )
-    _delete(name)
+    kind = ns.kind(name)
+    if kind != "dataset":  # a stream is not deleted through /v1/datasets
+        raise arrowshm.ConflictError(
+            f"{name!r} is a {kind}, not a dataset: use /v1/streams", name=name, kind=kind)
+    ns.delete(name)
 
 
-def quota(reg: Registry) -> dict[str, Any]:
+def quota(ns: arrowshm.Namespace) -> dict[str, Any]:
     """The namespace's byte quota and usage."""
-    return {"max_bytes": reg.quota, "bytes_used": reg.bytes_used, "namespace": reg.namespace}
+    return {"max_bytes": ns.quota, "bytes_used": ns.bytes_used, "namespace": ns.name}
 
 
-def set_quota(reg: Registry, max_bytes: int | None) -> dict[str, Any]:
+def set_quota(ns: arrowshm.Namespace, max_bytes: int | None) -> dict[str, Any]:
     """Set (or with None remove) the namespace's byte quota; the data plane enforces it.
 
     Raises
@@ -246,8 +174,5 @@ def set_quota(reg: Registry, max_bytes: int | None) -> dict[str, Any]:
     InvalidArgumentError
         When *max_bytes* is not a positive 63-bit integer.
     """
-    if max_bytes is not None and not 1 <= max_bytes < 1 << 63:
-        raise InvalidArgumentError("max_bytes must be a positive 63-bit integer or null",
-                                   max_bytes=max_bytes)
-    reg.set_quota(max_bytes)
-    return quota(reg)
+    ns.set_quota(max_bytes)
+    return quota(ns)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,7 +12,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import arrowshm
-from arrowshm._registry import get_registry
+from arrowshm._shm.registry import registry_of
 
 from . import errors
 from .config import Settings
@@ -53,13 +52,13 @@ class BearerAuth:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    # the data plane reads the namespace from the environment at every call
-    os.environ["ARROWSHM_NAMESPACE"] = settings.namespace
-    reg = get_registry(settings.namespace)
+    ns = arrowshm.Namespace(settings.namespace)  # every call names its namespace
+    reg = registry_of(ns.name)
+    app.state.namespace = ns
     app.state.registry = reg
     app.state.catalog = DatasetCatalog(reg)
     app.state.stopping = asyncio.Event()
-    reaper = Reaper(settings.namespace, settings.reaper_interval)
+    reaper = Reaper(ns, settings.reaper_interval)
     hub = EventHub(reg)
     app.state.reaper = reaper
     app.state.events = hub

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+import time
 
-from arrowshm.kernels.atomics import atomic_load
-
-from arrowshm import _layout as L
-from arrowshm._dataset import _expired
-from arrowshm._registry import Registry
+import arrowshm
+from arrowshm._shm.registry import Registry
 
 from .events import EventHub
 from .reaper import Reaper
@@ -42,67 +38,45 @@ class _Writer:
         self.metric(name, kind, help_, [({}, value)])
 
 
-def _stream_lag_samples(reg: Registry, names: list[str]) -> list[tuple[dict[str, str], float]]:
-    try:
-        mod = importlib.import_module("arrowshm._stream")
-    except ImportError:
-        return []
-    fn = getattr(mod, "stream_info", None)
-    if fn is None:
-        return []
-    from .streams import reader_details
-
-    out: list[tuple[dict[str, str], float]] = []
-    for name in names:
-        try:
-            readers = reader_details(fn(name))
-        except Exception:
-            continue
-        for r in readers:
-            if r["lag"] is not None:
-                out.append(({"stream": name, "reader": str(r["reader_id"])}, float(r["lag"])))
-    return out
+def _stream_lag_samples(streams: list[arrowshm.StreamInfo]) -> list[tuple[dict[str, str], float]]:
+    return [({"stream": st.name, "reader": str(r.reader_id)}, float(r.lag))
+            for st in streams for r in st.readers]
 
 
 def _mirror_samples(namespace: str) -> list[tuple[dict[str, str], int, float]]:
     """(labels, version lag, staleness) of every mirror whose status record is in
-    *namespace* (see ``arrowshm._mirror``)."""
-    try:
-        from arrowshm._mirror import mirror_statuses
-    except ImportError:
-        return []
+    *namespace*."""
     return [({"mirror": s.local_name, "remote": f"{s.remote_name}@{s.remote}",
               "state": s.state}, s.version_lag, round(s.staleness_s, 3))
-            for s in mirror_statuses(namespace)]
+            for s in arrowshm.mirror_statuses(namespace)]
 
 
-def render(reg: Registry, reaper: Reaper | None, hub: EventHub | None) -> str:
+def render(ns: arrowshm.Namespace, reg: Registry, reaper: Reaper | None,
+           hub: EventHub | None) -> str:
     """The Prometheus text of the namespace, its reaper and its event hub."""
-    w = reg.words
-    datasets = 0
-    streams: list[str] = []
-    for view in reg.entries():
-        if view.kind == L.KIND_DATASET and view.version and not _expired(view):
-            datasets += 1
-        elif view.kind == L.KIND_STREAM:
-            streams.append(view.name)
-    out = _Writer(reg.namespace)
+    now = time.time_ns()
+    datasets = sum(1 for v in reg.entries()
+                   if v.kind_name == "dataset" and v.version and not v.expired(now))
+    streams = ns.list_streams()
+    stats = reg.stats()
+    out = _Writer(ns.name)
     out.one("datasets", "gauge", "Live datasets in the namespace.", datasets)
     out.one("streams", "gauge", "Live streams in the namespace.", len(streams))
-    out.one("registry_entries", "gauge", "Registry entries in use.",
-            int(atomic_load(w, L.H_LIVE_ENTRIES)))
-    out.one("registry_capacity", "gauge", "Registry entries available in all.", reg.capacity)
-    out.one("bytes_used", "gauge", "Bytes of all live segments of the namespace.", reg.bytes_used)
-    out.one("quota_bytes", "gauge", "Byte quota of the namespace (0 = none).", reg.quota or 0)
+    out.one("registry_entries", "gauge", "Registry entries in use.", stats.live_entries)
+    out.one("registry_capacity", "gauge", "Registry entries available in all.", stats.capacity)
+    out.one("bytes_used", "gauge", "Bytes of all live segments of the namespace.",
+            stats.bytes_used)
+    out.one("quota_bytes", "gauge", "Byte quota of the namespace (0 = none).",
+            stats.quota_bytes)
     out.one("puts_total", "counter", "Dataset versions published since the registry was created.",
-            int(atomic_load(w, L.H_STAT_PUTS)))
+            stats.puts)
     out.one("deletes_total", "counter", "Names deleted since the registry was created.",
-            int(atomic_load(w, L.H_STAT_DELETES)))
+            stats.deletes)
     out.one("reaped_objects_total", "counter",
             "Objects reclaimed by gc or the reaper since the registry was created.",
-            int(atomic_load(w, L.H_STAT_REAPED)))
+            stats.reaped)
     out.one("events_seq", "counter", "Registry event count (publishes and deletes).",
-            reg.event_seq())
+            stats.events)
     if reaper is not None:
         out.one("reaper_runs_total", "counter", "Reaper runs by this service.", reaper.runs)
         out.one("reaper_failures_total", "counter", "Reaper runs that failed.", reaper.failures)
@@ -117,14 +91,13 @@ def render(reg: Registry, reaper: Reaper | None, hub: EventHub | None) -> str:
                    [({"kind": "publish"}, float(hub.published)),
                     ({"kind": "delete"}, float(hub.deleted))])
         out.one("event_subscribers", "gauge", "Open /v1/events connections.", hub.subscribers)
-    mirrors = _mirror_samples(reg.namespace)
+    mirrors = _mirror_samples(ns.name)
     out.metric("mirror_version_lag", "gauge",
                "Remote versions a mirror into this namespace has not published yet.",
                [(labels, float(lag_)) for labels, lag_, _ in mirrors])
     out.metric("mirror_staleness_seconds", "gauge",
                "Seconds since a mirror into this namespace was last in sync (0: in sync).",
                [(labels, stale) for labels, _, stale in mirrors])
-    lag: Any = _stream_lag_samples(reg, streams)
-    out.metric("stream_reader_lag", "gauge",
-               "Batches a stream reader is behind the writer (needs arrowshm._stream).", lag)
+    out.metric("stream_reader_lag", "gauge", "Batches a stream reader is behind the writer.",
+               _stream_lag_samples(streams))
     return "\n".join(out.lines) + "\n"

@@ -1,22 +1,20 @@
 """The reaper: runs the data plane's ``gc`` at start and on a schedule.
 
 It reclaims expired TTLs, segments whose owner died and that no entry
-references, half-written versions, and locks or half-done publishes of dead
-writers (see :mod:`arrowshm._gc`). Every reclaim is logged and counted.
-Dead stream readers are evicted through ``arrowshm._stream.stream_info`` and
-``evict_reader`` (which refuses live readers) so that no crashed reader stalls a
-writer.
+references, half-written versions, locks or half-done publishes of dead
+writers, and evicts stream readers whose process died so that no crashed
+reader stalls a writer (:meth:`arrowshm.Namespace.gc`). Every reclaim is
+logged and counted.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 from collections import Counter
 from typing import Any
 
-from arrowshm._gc import GcReport, gc
+import arrowshm
 
 from .logs import get_logger, log_event
 
@@ -24,10 +22,12 @@ _log = get_logger("reaper")
 
 
 class Reaper:
-    """Runs :func:`arrowshm.gc` for one namespace, serialized, in a background thread."""
+    """Runs :meth:`arrowshm.Namespace.gc` for one namespace, serialized, in a
+    background thread."""
 
-    def __init__(self, namespace: str, interval: float) -> None:
-        self.namespace = namespace
+    def __init__(self, ns: arrowshm.Namespace, interval: float) -> None:
+        self.ns = ns
+        self.namespace = ns.name
         self.interval = interval
         self.runs = 0
         self.failures = 0
@@ -46,8 +46,8 @@ class Reaper:
             When the registry cannot be read.
         """
         with self._lock:
-            report = gc(self.namespace)
-            readers = self._reap_readers()
+            report = self.ns.gc()
+            readers = report.readers_evicted
             self.runs += 1
             self._account(report, readers)
         return {
@@ -60,40 +60,7 @@ class Reaper:
             "readers_evicted": readers,
         }
 
-    def _reap_readers(self) -> list[str]:
-        try:
-            mod = importlib.import_module("arrowshm._stream")
-        except ImportError:
-            return []
-        fn = getattr(mod, "reap_readers", None)
-        if fn is not None:
-            return [str(x) for x in (fn(self.namespace) or [])]
-        info_fn = getattr(mod, "stream_info", None)
-        evict = getattr(mod, "evict_reader", None)
-        if info_fn is None or evict is None:
-            return []
-        from arrowshm import _layout as L
-        from arrowshm._registry import get_registry
-
-        evicted = []
-        for view in list(get_registry(self.namespace).entries()):
-            if view.kind != L.KIND_STREAM:
-                continue
-            try:
-                readers = info_fn(view.name).readers
-            except Exception:  # a stream being created or torn down
-                continue
-            for r in readers:
-                if getattr(r, "alive", True):
-                    continue
-                try:
-                    evict(view.name, r.reader_id)
-                except Exception:  # evicted meanwhile, or its pid came back to life
-                    continue
-                evicted.append(f"{view.name}#{r.reader_id}(pid {r.pid})")
-        return evicted
-
-    def _account(self, report: GcReport, readers: list[str]) -> None:
+    def _account(self, report: arrowshm.GcReport, readers: list[str]) -> None:
         for shm in report.segments:
             log_event(_log, "reaped segment", segment=shm, namespace=self.namespace)
         for name in report.expired:

@@ -23,7 +23,8 @@ try:  # httptools (uvicorn[standard]) parses HTTP in C; h11 is the pure-Python f
 except ImportError:  # pragma: no cover
     _BaseProtocol = H11Protocol  # type: ignore[assignment,misc]
 
-from arrowshm._errors import AccessDeniedError, InvalidArgumentError
+import arrowshm
+from arrowshm import AccessDeniedError, InvalidArgumentError
 
 from . import errors
 from .config import Settings
@@ -185,8 +186,7 @@ def serve(settings: Settings, flight: FlightSettings | None = None) -> int:
     flight_server = None
     try:
         if flight is not None:
-            os.environ["ARROWSHM_NAMESPACE"] = settings.namespace
-            flight_server = start_flight(flight)
+            flight_server = start_flight(flight, arrowshm.Namespace(settings.namespace))
             print(f"arrowshm serve: namespace {settings.namespace!r} flight on "
                   f"{flight_server.location}", flush=True)
         server.run(sockets=[sock])

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from arrowshm._dataset import flush_releases
+from arrowshm._shm.mapcache import flush_releases
 from arrowshm.testing import data_objects, delete_all, isolated_namespace
 
 

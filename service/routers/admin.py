@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from .. import lifecycle
-from ..dependencies import ReaperDep, RegistryDep
+from ..dependencies import NamespaceDep, ReaperDep
 from ..errors import error_responses
 from ..schemas import GcResult, Quota, QuotaUpdate
 
@@ -17,16 +17,16 @@ router = APIRouter(prefix="/v1", tags=["lifecycle"])
 @router.get("/quota", summary="Namespace quota", response_model=Quota,
             description="The byte quota the data plane enforces on every put, and the bytes "
                         "in use.", responses=error_responses(401))
-def get_quota(reg: RegistryDep) -> dict[str, Any]:
-    return lifecycle.quota(reg)
+def get_quota(ns: NamespaceDep) -> dict[str, Any]:
+    return lifecycle.quota(ns)
 
 
 @router.put("/quota", summary="Set the namespace quota", response_model=Quota,
             description="Stored in the registry; puts that would exceed it raise "
                         "QuotaExceededError. Lowering it below the bytes in use deletes "
                         "nothing.", responses=error_responses(401, 422))
-def put_quota(body: QuotaUpdate, reg: RegistryDep) -> dict[str, Any]:
-    return lifecycle.set_quota(reg, body.max_bytes)
+def put_quota(body: QuotaUpdate, ns: NamespaceDep) -> dict[str, Any]:
+    return lifecycle.set_quota(ns, body.max_bytes)
 
 
 @router.post("/gc", summary="Run the reaper now", response_model=GcResult,

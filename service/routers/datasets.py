@@ -6,10 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 
-from arrowshm import _layout as L
-
 from .. import lifecycle
-from ..dependencies import CatalogDep, RegistryDep
+from ..dependencies import CatalogDep, NamespaceDep, RegistryDep
 from ..errors import error_responses
 from ..schemas import NAME_DESCRIPTION, NAME_PATTERN, DatasetDetail, DatasetList, DatasetPatch
 
@@ -42,9 +40,9 @@ async def list_datasets(
             description="Version, rows, bytes, schema, retained versions, times, TTL and "
                         "owner pid of the current version.",
             responses=error_responses(401, 404, 409, 422))
-async def get_dataset(name: NamePath, reg: RegistryDep) -> dict[str, Any]:
+async def get_dataset(name: NamePath, ns: NamespaceDep, reg: RegistryDep) -> dict[str, Any]:
     # registry reads take microseconds and never block: run them on the event loop
-    return lifecycle.describe_dataset(reg, name)
+    return lifecycle.describe_dataset(ns, reg, name)
 
 
 @router.patch("/{name:path}", summary="Change TTL or retention", response_model=DatasetDetail,
@@ -53,14 +51,15 @@ async def get_dataset(name: NamePath, reg: RegistryDep) -> dict[str, Any]:
                           "it) and/or `retain` of the current version. The next put sets both "
                           "again from its own arguments.",
               responses=error_responses(401, 404, 409, 422))
-def patch_dataset(name: NamePath, body: DatasetPatch, reg: RegistryDep) -> dict[str, Any]:
+def patch_dataset(name: NamePath, body: DatasetPatch, ns: NamespaceDep,
+                  reg: RegistryDep) -> dict[str, Any]:
     kwargs: dict[str, Any] = {}
     if "ttl_seconds" in body.model_fields_set:
         kwargs["ttl_seconds"] = body.ttl_seconds
     if body.retain is not None:
         kwargs["retain"] = body.retain
-    lifecycle.patch_dataset(reg, name, **kwargs)
-    return lifecycle.describe_dataset(reg, name)
+    lifecycle.patch_dataset(ns, name, **kwargs)
+    return lifecycle.describe_dataset(ns, reg, name)
 
 
 @router.delete("/{name:path}", summary="Delete a dataset", status_code=204,
@@ -69,6 +68,6 @@ def patch_dataset(name: NamePath, body: DatasetPatch, reg: RegistryDep) -> dict[
                            "processes hold stay valid.",
                responses={204: {"description": "Deleted."},
                           **error_responses(401, 404, 409, 422)})
-def delete_dataset(name: NamePath, reg: RegistryDep) -> Response:
-    lifecycle.delete_entry(reg, name, L.KIND_DATASET)
+def delete_dataset(name: NamePath, ns: NamespaceDep) -> Response:
+    lifecycle.delete_dataset(ns, name)
     return Response(status_code=204)

@@ -7,7 +7,7 @@ from fastapi.responses import PlainTextResponse
 
 import arrowshm
 
-from ..dependencies import EventHubDep, ReaperDep, RegistryDep, SettingsDep
+from ..dependencies import EventHubDep, NamespaceDep, ReaperDep, RegistryDep, SettingsDep
 from ..errors import error_responses
 from ..metrics import render
 from ..schemas import Health
@@ -29,6 +29,7 @@ def healthz(settings: SettingsDep) -> Health:
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
                      "description": "Prometheus exposition text."}, **error_responses(401)},
 )
-def metrics(reg: RegistryDep, reaper: ReaperDep, hub: EventHubDep) -> PlainTextResponse:
-    return PlainTextResponse(render(reg, reaper, hub),
+def metrics(ns: NamespaceDep, reg: RegistryDep, reaper: ReaperDep,
+            hub: EventHubDep) -> PlainTextResponse:
+    return PlainTextResponse(render(ns, reg, reaper, hub),
                              media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Response
 
 from .. import streams as domain
-from ..dependencies import RegistryDep
+from ..dependencies import NamespaceDep, RegistryDep
 from ..errors import error_responses
 from ..schemas import NAME_DESCRIPTION, NAME_PATTERN, StreamDetail, StreamList
 
@@ -28,16 +28,16 @@ def list_streams(reg: RegistryDep) -> dict[str, Any]:
 @router.delete("/{name:path}/readers/{reader_id}", summary="Evict a stream reader",
                status_code=204, response_class=Response,
                description="Frees what reader `reader_id` holds so the writer is no longer "
-                           "stalled by it. Needs `arrowshm._stream.evict_reader` (501 "
-                           "otherwise).",
+                           "stalled by it. Only a reader whose process died is evicted "
+                           "(409 for a live one).",
                responses={204: {"description": "Evicted."},
-                          **error_responses(401, 404, 409, 422, 501)})
+                          **error_responses(401, 404, 409, 422)})
 def evict_reader(
     name: NamePath,
     reader_id: Annotated[int, Path(ge=0, le=1 << 31, description="Reader slot.")],
-    reg: RegistryDep,
+    ns: NamespaceDep,
 ) -> Response:
-    domain.evict_reader(reg, name, reader_id)
+    ns.evict_reader(name, reader_id)
     return Response(status_code=204)
 
 
@@ -45,8 +45,8 @@ def evict_reader(
             description="Registry fields, plus readers (pid, cursor, lag, held batches) when "
                         "the stream module can describe them.",
             responses=error_responses(401, 404, 409, 422))
-def get_stream(name: NamePath, reg: RegistryDep) -> dict[str, Any]:
-    return domain.describe_stream(reg, name)
+def get_stream(name: NamePath, ns: NamespaceDep, reg: RegistryDep) -> dict[str, Any]:
+    return domain.describe_stream(ns, reg, name)
 
 
 @router.delete("/{name:path}", summary="Delete a stream", status_code=204,
@@ -54,6 +54,6 @@ def get_stream(name: NamePath, reg: RegistryDep) -> dict[str, Any]:
                description="Deletes the stream entry and frees its segment.",
                responses={204: {"description": "Deleted."},
                           **error_responses(401, 404, 409, 422)})
-def delete_stream(name: NamePath, reg: RegistryDep) -> Response:
-    domain.delete_stream(reg, name)
+def delete_stream(name: NamePath, ns: NamespaceDep) -> Response:
+    domain.delete_stream(ns, name)
     return Response(status_code=204)

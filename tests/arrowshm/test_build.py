@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 import arrowshm
-from arrowshm._build import _segment_of
+from arrowshm._datasets.build import _segment_of
 from arrowshm._introspect import buffers_in_shm, shm_mappings
 from arrowshm.testing import data_objects
 from tests.helpers import run_python

@@ -13,11 +13,11 @@ import pyarrow as pa
 import pytest
 
 import arrowshm
-from arrowshm import _layout as L
-from arrowshm._dataset import clear_cache
+from arrowshm._datasets.get import clear_cache
 from arrowshm._introspect import buffers_in_shm
-from arrowshm._registry import get_registry
-from arrowshm._segment import Segment
+from arrowshm._shm import layout as L
+from arrowshm._shm.registry import registry_of
+from arrowshm._shm.segment import Segment
 from arrowshm.testing import data_objects, namespace_objects, pooled_objects
 from tests.helpers import make_table, run_python
 
@@ -274,7 +274,7 @@ def test_refs_cross_multiprocessing_and_futures_workers() -> None:
 
 
 def test_quota_rejects_a_put_and_creates_nothing(namespace: str) -> None:
-    reg = get_registry(namespace)
+    reg = registry_of(namespace)
     reg.set_quota(200_000)
     try:
         arrowshm.put("small", make_table(100))
@@ -336,7 +336,7 @@ def test_corrupt_payload_is_caught_by_validation(namespace: str) -> None:
 
 
 def test_stale_registry_format_is_rejected(namespace: str) -> None:
-    reg = get_registry(namespace)
+    reg = registry_of(namespace)
     reg.words[L.H_FORMAT_VERSION] = 7
     try:
         out = run_python(

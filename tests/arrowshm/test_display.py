@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 import arrowshm
-from arrowshm._stream import stream_info
+from arrowshm import stream_info
 
 
 class _Cells(html.parser.HTMLParser):

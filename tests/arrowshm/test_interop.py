@@ -153,7 +153,7 @@ def test_to_pandas_rejects_what_is_not_arrow() -> None:
 
 _STREAM_WRITER = """
 import time, numpy as np, pyarrow as pa, arrowshm
-from arrowshm._stream import stream_info
+from arrowshm import stream_info
 s = pa.schema([("i", pa.int64())])
 with arrowshm.StreamWriter("live", s, capacity_bytes=1 << 20) as w:
     deadline = time.monotonic() + 60

@@ -12,11 +12,13 @@ import pyarrow as pa
 import pytest
 
 import arrowshm
-from arrowshm import _dataset, _mapcache
-from arrowshm import _layout as L
-from arrowshm._dataset import clear_cache, flush_releases
+from arrowshm._datasets import get as _get
+from arrowshm._datasets.get import clear_cache
 from arrowshm._proc import identity
-from arrowshm._segment import Segment
+from arrowshm._shm import layout as L
+from arrowshm._shm import mapcache as _mapcache
+from arrowshm._shm.mapcache import flush_releases
+from arrowshm._shm.segment import Segment
 from tests.helpers import check_stamped, stamped_table
 
 
@@ -30,7 +32,7 @@ def _count_opens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
             opened.append(name)
         return real(cls, name, writable=writable)  # type: ignore[no-any-return]
 
-    monkeypatch.setattr(_dataset.Segment, "open", classmethod(counting))
+    monkeypatch.setattr(_get.Segment, "open", classmethod(counting))
     return opened
 
 
@@ -129,7 +131,7 @@ _READER = textwrap.dedent(
     print(check_stamped(t), flush=True)
     del t
     arrowshm.put(sys.argv[1] + "-other", arrowshm.get(sys.argv[1]))  # stays busy in arrowshm
-    from arrowshm._dataset import _cache
+    from arrowshm._datasets.get import _cache
     _cache.clear()  # drop the cached table: its mapping goes idle
     print("idle", flush=True)
     sys.stdin.readline()
@@ -262,7 +264,7 @@ def test_every_numeric_tuning_variable_is_read_by_one_validating_parser(
     value: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from arrowshm._env import env_number
-    from arrowshm._registry import registry_capacity
+    from arrowshm._shm.registry import registry_capacity
 
     monkeypatch.setenv("ARROWSHM_REGISTRY_CAPACITY", value)
     if value == "":

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 import arrowshm
-from arrowshm import _layout as L
-from arrowshm._dataset import flush_releases
 from arrowshm._introspect import shm_mappings
-from arrowshm._pool import get_pool
-from arrowshm._registry import get_registry
-from arrowshm._segment import Segment
+from arrowshm._shm import layout as L
+from arrowshm._shm.context import context
+from arrowshm._shm.mapcache import flush_releases
+from arrowshm._shm.registry import registry_of
+from arrowshm._shm.segment import Segment
 from arrowshm.testing import data_objects, pooled_objects
 from tests.helpers import check_stamped, stamped_table
 
@@ -27,7 +27,7 @@ def _segment_of(name: str) -> str:
 
 
 def test_steady_puts_of_one_size_reuse_a_few_segments(namespace: str) -> None:
-    pool = get_pool(get_registry(namespace))
+    pool = context(namespace).pool
     before = pool.recycled
     created = set()
     for tag in range(1, 41):
@@ -49,7 +49,7 @@ def test_a_held_table_stays_intact_through_many_recycles(
     held_segment = _segment_of("lap")
     column = held.column("v")  # keep a column, drop the table
     del held
-    pool = get_pool(get_registry(namespace))
+    pool = context(namespace).pool
     before = pool.recycled
     for tag in range(2, 60):
         arrowshm.put("lap", stamped_table(tag, 50_000))
@@ -142,7 +142,7 @@ def test_gc_and_delete_leave_nothing_but_live_versions(namespace: str) -> None:
 
 
 def test_pooled_segments_count_against_the_quota_and_free_on_gc(namespace: str) -> None:
-    reg = get_registry(namespace)
+    reg = registry_of(namespace)
     for tag in range(1, 5):
         arrowshm.put("q", stamped_table(tag, 5_000))
     used_with_pool = reg.bytes_used
@@ -185,27 +185,30 @@ def test_deleting_in_the_producer_unmaps_at_once(namespace: str) -> None:
 def test_a_stale_reader_never_takes_a_sealed_recycled_segment_for_its_old_version(
     namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from arrowshm import _dataset
+    from arrowshm._datasets import get as _get
+    from arrowshm._datasets import put as _put
+    from arrowshm._datasets.entries import Recycled
 
-    reg = get_registry(namespace)
+    ctx = context(namespace)
+    reg = ctx.registry
     arrowshm.put("stale", stamped_table(1, 5_000))
     stale_view = reg.get_entry("stale")  # a reader that read the registry at version 1
     arrowshm.put("stale", stamped_table(2, 5_000))  # version 1's segment goes to the pool
-    first_segment = stale_view.field(L.R_SEGMENT_ID)
+    first_segment = stale_view.segment_id
     seen = []
-    original = _dataset._publish
+    original = _put.publish_version
 
     def check_then_publish(*args: object, **kwargs: object) -> object:
         seg_id = args[3]
         if seg_id == first_segment:  # recycled and SEALED, not yet published
-            with pytest.raises(_dataset._Recycled):  # get's path (the pin kernel)
-                _dataset._pin_version(reg, first_segment, 1, stale_view, 0)
-            with pytest.raises(_dataset._Recycled):  # info's path
-                _dataset._open_version(reg, first_segment, 1, stale_view)
+            with pytest.raises(Recycled):  # get's path (the pin kernel)
+                _get._pin_version(ctx, first_segment, 1, stale_view, 0)
+            with pytest.raises(Recycled):  # info's path
+                _get._open_version(ctx, first_segment, 1, stale_view)
             seen.append(seg_id)
         return original(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(_dataset, "_publish", check_then_publish)
+    monkeypatch.setattr(_put, "publish_version", check_then_publish)
     arrowshm.put("stale", stamped_table(3, 5_000))
     assert seen == [first_segment]  # the window was really exercised
     assert check_stamped(arrowshm.get("stale")) == 3

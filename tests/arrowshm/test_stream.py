@@ -23,9 +23,9 @@ import pyarrow.compute as pc
 import pytest
 
 import arrowshm
-from arrowshm import _layout as L
+from arrowshm import stream_info
 from arrowshm._introspect import buffers_in_shm
-from arrowshm._stream import stream_info
+from arrowshm._shm import layout as L
 
 SCHEMA = pa.schema([("seq", pa.int64()), ("v", pa.float64()), ("s", pa.string())])
 CTX = mp.get_context("spawn")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
-from arrowshm.kernels import ring as K
 
 import arrowshm
-from arrowshm import _layout as L
-from arrowshm._segment import Segment
+from arrowshm._shm import layout as L
+from arrowshm._shm.segment import Segment
+from arrowshm.kernels import ring as K
 
 
 def test_stream_header_byte_offsets() -> None:

@@ -7,17 +7,16 @@ import pyarrow as pa
 import pytest
 
 import arrowshm
-from arrowshm import _layout as L
-from arrowshm._registry import get_registry
-from arrowshm._segment import Segment
+from arrowshm._shm.registry import registry_of
+from arrowshm._shm.segment import Segment
 
 SCHEMA = pa.schema([("s", pa.string())])
 OFFSETS = np.arange(0, 65, dtype=np.int32).tobytes()  # 64 one-character strings
 
 
 def _corrupt_offsets(namespace: str, name: str) -> None:
-    reg = get_registry(namespace)
-    seg = Segment.open(reg.segment_name(reg.get_entry(name).field(L.R_SEGMENT_ID)),
+    reg = registry_of(namespace)
+    seg = Segment.open(reg.segment_name(reg.get_entry(name).segment_id),
                        writable=True)
     raw = np.frombuffer(seg.mm, dtype=np.uint8)
     at = bytes(seg.mm).find(OFFSETS)

@@ -169,7 +169,7 @@ def clean_remote(namespace: str) -> list[str]:
     """Delete the remote namespace's entries and unlink its objects; returns what was
     still left after the deletes (besides retired segments the dead service pooled)."""
     from arrowshm import gc
-    from arrowshm._dataset import flush_releases
+    from arrowshm._shm.mapcache import flush_releases
 
     flush_releases()
     delete_all(namespace)

@@ -7,17 +7,18 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.flight as fl
 import pytest
-from arrowshm.service import metrics
 
 import arrowshm
 from arrowshm._mirror import Mirror, mirror_statuses, status_dir
-from arrowshm._registry import get_registry
+from arrowshm._shm.registry import registry_of
+from arrowshm.service import metrics
 
 from ..helpers import check_stamped, make_table, run_python, stamped_table
 from .helpers import (
@@ -70,7 +71,7 @@ def test_mirror_follows_new_versions_into_local_shared_memory(remote_ns: str,
                               "sys.exit(main(['mirror', '--status', '--json']))")
             (row,) = json.loads(proc.stdout)
             assert (row["local_name"], row["version_lag"]) == ("prices/copy", 0)
-            text = metrics.render(get_registry(namespace), None, None)
+            text = metrics.render(arrowshm.Namespace(namespace), registry_of(namespace), None, None)
             assert 'arrowshm_mirror_version_lag{namespace="' in text
             assert 'mirror="prices/copy"' in text
         finally:
@@ -197,3 +198,49 @@ def test_mirror_of_a_stream_tails_it_into_a_local_stream(remote_ns: str) -> None
         arrowshm.delete("feed")
         with in_namespace(remote_ns):  # no mirror runs any more
             arrowshm.delete("feed")
+
+
+@pytest.mark.timeout(180)
+def test_a_running_mirror_keeps_its_namespace_while_this_process_works_in_another(
+    remote_ns: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mirror publishes into namespace a while the main thread puts 1,000 tables into
+    b through the module functions with ARROWSHM_NAMESPACE=b: none lands in the wrong one."""
+    from arrowshm.testing import cleanup_namespace, data_objects, delete_all, unique_namespace
+
+    a, b = unique_namespace("m"), namespace
+    with in_namespace(remote_ns):
+        arrowshm.put("prices", make_table(100, seed=1))
+    try:
+        with FlightServe(remote_ns) as srv:
+            m = arrowshm.mirror(srv.location, "prices", local_name="prices/copy", token=TOKEN,
+                                poll_timeout=1.0, namespace=a)
+            try:
+                m.wait_synced(1, timeout=30)
+                monkeypatch.setenv("ARROWSHM_NAMESPACE", b)
+                done = []
+
+                def remote_producer() -> None:
+                    for k in range(2, 7):
+                        done.append(flight_put(srv.location, "prices",
+                                               make_table(100 * k, seed=k)))
+
+                producer = threading.Thread(target=remote_producer)
+                producer.start()
+                for i in range(1_000):
+                    arrowshm.put(f"b/{i % 50}", make_table(5, seed=i))
+                producer.join(60)
+                assert done == [2, 3, 4, 5, 6]
+                m.wait_synced(6, timeout=30)
+            finally:
+                m.stop()
+            ns_a = arrowshm.Namespace(a)
+            assert [d.name for d in ns_a.list_datasets()] == ["prices/copy"]
+            assert ns_a.get("prices/copy").equals(make_table(600, seed=6))
+            assert sorted(d.name for d in arrowshm.list_datasets()) == sorted(
+                f"b/{k}" for k in range(50))
+    finally:
+        delete_all(a)
+        left = data_objects(a)
+        cleanup_namespace(a)
+    assert left == []

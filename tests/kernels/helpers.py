@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 import posix_ipc
+from numba import njit
+
 from arrowshm.kernels import (
     atomic_fetch_add,
     atomic_load,
@@ -34,7 +36,6 @@ from arrowshm.kernels import (
     seqlock_write,
     wait_until_greater,
 )
-from numba import njit
 
 SHM_PREFIX = "/ash-ktest-"
 """Every segment a kernel test creates starts with this (the fixture checks leaks)."""

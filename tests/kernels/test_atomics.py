@@ -7,6 +7,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from numba import njit
+from numba.core.errors import TypingError
+
 from arrowshm.kernels import (
     atomic_cas,
     atomic_exchange,
@@ -30,9 +33,6 @@ from arrowshm.kernels import (
     store_release,
     store_seq_cst,
 )
-from numba import njit
-from numba.core.errors import TypingError
-
 from tests.kernels.helpers import Segment
 
 DTYPES = [np.uint64, np.uint32]

@@ -12,10 +12,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import arrowshm.kernels as K
 import pytest
-from arrowshm.kernels import _cache
 from numba.core import config
+
+import arrowshm.kernels as K
+from arrowshm.kernels import _cache
 
 REPO = Path(__file__).resolve().parents[2]
 

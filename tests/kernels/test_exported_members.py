@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import importlib
 
-import arrowshm.kernels as K
 import pytest
+
+import arrowshm.kernels as K
 
 # The contract other layers import (see the kernels brief); extra names are fine.
 API = {

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from numba import njit
+
 from arrowshm.kernels import (
     EAGAIN,
     EINTR,
@@ -24,8 +26,6 @@ from arrowshm.kernels import (
     wait_until_greater,
 )
 from arrowshm.kernels.futex import clamp_timeout
-from numba import njit
-
 from tests.kernels import helpers as H
 from tests.kernels.conftest import Children
 

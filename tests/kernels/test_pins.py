@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from arrowshm.kernels import pins as K
 
-from arrowshm import _layout as L
+from arrowshm._shm import layout as L
+from arrowshm.kernels import pins as K
 
 PID, START = 4242, 777
 MAGIC, FMT = L.SEGMENT_MAGIC, L.FORMAT_VERSION

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from arrowshm.kernels import ring as K
 
+from arrowshm.kernels import ring as K
 from tests.kernels.helpers import Segment
 
 U64 = np.uint64

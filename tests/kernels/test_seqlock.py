@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from arrowshm.kernels import (
     SEQLOCK_EBUSY,
     SEQLOCK_EINVAL,
@@ -28,7 +29,6 @@ from arrowshm.kernels import (
     seqlock_words,
     seqlock_write,
 )
-
 from tests.kernels import helpers as H
 from tests.kernels.conftest import Children
 

@@ -27,10 +27,10 @@ _FUZZER = textwrap.dedent(
     import numpy as np
     import pyarrow as pa
     import arrowshm  # not instrumented: atheris' hooks break the numba kernels' typing
-    from arrowshm import _layout as L
-    from arrowshm._dataset import clear_cache
-    from arrowshm._registry import get_registry
-    from arrowshm._segment import Segment
+    from arrowshm._shm import layout as L
+    from arrowshm._datasets.get import clear_cache
+    from arrowshm._shm.registry import registry_of
+    from arrowshm._shm.segment import Segment
     from arrowshm._names import current_namespace
 
     n = 200
@@ -40,11 +40,11 @@ _FUZZER = textwrap.dedent(
         "l": pa.array([list(range(k % 4)) for k in range(n)], pa.list_(pa.int32())),
     })
     arrowshm.put("atheris", table)
-    reg = get_registry(current_namespace())
+    reg = registry_of(current_namespace())
     view = reg.get_entry("atheris")
-    seg = Segment.open(reg.segment_name(view.field(L.R_SEGMENT_ID)), writable=True)
+    seg = Segment.open(reg.segment_name(view.segment_id), writable=True)
     start = 0
-    end = L.SEGMENT_HEADER_BYTES + view.field(L.R_DATA_BYTES)
+    end = L.SEGMENT_HEADER_BYTES + view.data_bytes
     saved = bytes(seg.mm[start:end])
     header_fields = 160  # the header words a reader uses (not the pin table)
     payload = end - L.SEGMENT_HEADER_BYTES

@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 import arrowshm
-from arrowshm._registry import get_registry
-from arrowshm._stream import stream_info
+from arrowshm import stream_info
+from arrowshm._shm.registry import registry_of
 from arrowshm.testing import data_objects
 from tests.helpers import check_stamped, stamped_table
 from tests.reliability._util import check_seq_batch, ctx, seq_batch
@@ -36,7 +36,7 @@ DATASET = "crash/target"  # the name tests.stress.test_crash_put's reader reads
 
 def _live_segment_count(namespace: str) -> int:
     """Segments the live registry entries reference (current + retained versions)."""
-    reg = get_registry(namespace)
+    reg = registry_of(namespace)
     n = 0
     for view in reg.entries():
         n += len(view.history()) if view.kind == 1 else 1
@@ -45,13 +45,13 @@ def _live_segment_count(namespace: str) -> int:
 
 def _unreferenced(namespace: str) -> list[tuple[str, bool, str]]:
     """(name, initialized, description) of every data segment no live entry references."""
-    from arrowshm import _layout as L
     from arrowshm._proc import is_alive
-    from arrowshm._segment import object_stat
+    from arrowshm._shm import layout as L
+    from arrowshm._shm.segment import object_stat
 
-    reg = get_registry(namespace)
+    reg = registry_of(namespace)
     referenced = {reg.segment_name(sid) for v in reg.entries()
-                  for sid in (v.history() if v.kind == 1 else [v.field(L.R_SEGMENT_ID)])}
+                  for sid in (v.history() if v.kind == 1 else [v.segment_id])}
     out = []
     for name in data_objects(namespace):
         if name in referenced:
@@ -78,10 +78,10 @@ def _assert_gc_leaves_only_live(namespace: str) -> dict[str, int]:
     left = _unreferenced(namespace)
     assert left == [], ([d for *_, d in left], report)
     assert len(data_objects(namespace)) == _live_segment_count(namespace), report
-    from arrowshm import _layout as L
-    from arrowshm._segment import object_stat
+    from arrowshm._shm import layout as L
+    from arrowshm._shm.segment import object_stat
 
-    counted = int(get_registry(namespace).words[L.H_BYTES_USED])
+    counted = int(registry_of(namespace).words[L.H_BYTES_USED])
     actual = sum(st.st_size for n in data_objects(namespace) if (st := object_stat(n)))
     # gc gives back what dead creators reserved; a kill inside one of the few-µs windows
     # documented in Registry.reserve_for_creation may leave the counter high, never low
@@ -372,7 +372,7 @@ def _service_kills(namespace: str, kills: int) -> dict[str, int]:
     counts["gc_segments_after"] = len(report.segments)
     counts["gc_recovered_after"] = len(report.recovered)
     assert check_stamped(arrowshm.get("kept")) == 4242
-    for v in get_registry(namespace).entries():
+    for v in registry_of(namespace).entries():
         if v.name.startswith("garbage/"):
             check_stamped(arrowshm.get(v.name))  # whatever was published is whole
     return counts
@@ -398,7 +398,7 @@ def test_an_empty_object_left_by_a_killed_writer_is_reclaimed(namespace: str) ->
     import posix_ipc
 
     arrowshm.put("x", stamped_table(1, 10))
-    reg = get_registry(namespace)
+    reg = registry_of(namespace)
     name = reg.segment_name(reg.new_segment_id())
     posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode=0o600).close_fd()  # killed here
     os.utime("/dev/shm" + name, (0, 0))  # far older than gc's 60 s grace

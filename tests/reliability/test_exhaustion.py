@@ -17,7 +17,7 @@ import pyarrow as pa
 import pytest
 
 import arrowshm
-from arrowshm._registry import get_registry
+from arrowshm._shm.registry import registry_of
 from arrowshm.testing import data_objects, unique_namespace
 from tests.arrowshm.test_shm_full import _can_unshare
 from tests.helpers import check_stamped, run_python, stamped_table
@@ -194,7 +194,7 @@ def _many(n_datasets: int, n_streams: int) -> None:
             assert check_seq_batch(r.read(timeout=5)) == k
             r.close()
         assert len(arrowshm.list_datasets()) == n_datasets
-        assert sum(1 for _ in get_registry(os.environ["ARROWSHM_NAMESPACE"]).entries()) == (
+        assert sum(1 for _ in registry_of(os.environ["ARROWSHM_NAMESPACE"]).entries()) == (
             n_datasets + n_streams)
         for k in range(n_datasets):
             assert check_stamped(arrowshm.get(f"many/{k}")) == k

@@ -31,10 +31,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import arrowshm
-from arrowshm import _layout as L
 from arrowshm._names import current_namespace
-from arrowshm._registry import get_registry
-from arrowshm._segment import Segment
+from arrowshm._shm import layout as L
+from arrowshm._shm.registry import registry_of
+from arrowshm._shm.segment import Segment
 from tests.reliability._util import (
     ARROWSHM_ERROR,
     HANG,
@@ -112,10 +112,10 @@ class _Target:
 
 def _dataset_targets() -> dict[str, _Target]:
     arrowshm.put(DS, _table())
-    reg = get_registry(current_namespace())
+    reg = registry_of(current_namespace())
     view = reg.get_entry(DS)
-    shm = reg.segment_name(view.field(L.R_SEGMENT_ID))
-    data_bytes = view.field(L.R_DATA_BYTES)
+    shm = reg.segment_name(view.segment_id)
+    data_bytes = view.data_bytes
     return {
         "segment header": _Target(shm, 0, 160),  # the fields a reader uses (not the pins)
         "Arrow IPC payload": _Target(shm, L.SEGMENT_HEADER_BYTES, data_bytes),
@@ -129,9 +129,9 @@ def _stream_targets() -> dict[str, _Target]:
     with arrowshm.StreamWriter(ST, schema, capacity_bytes=64 << 10, slots=16) as w:
         for k in range(6):
             w.write(seq_batch(k, 50 + 40 * k))
-    reg = get_registry(current_namespace())
+    reg = registry_of(current_namespace())
     view = reg.get_entry(ST)
-    seg = Segment.open(reg.segment_name(view.field(L.R_SEGMENT_ID)))
+    seg = Segment.open(reg.segment_name(view.segment_id))
     size, name = seg.size, seg.name
     del seg
     return {
@@ -240,11 +240,11 @@ _INT_TABLE = pa.table({"i": pa.array(np.arange(10, dtype=np.int64))})
 def test_ipc_parse_errors_of_any_kind_become_corrupt_segment_error(
         namespace: str, table: pa.Table, offset: int,
                                                value: int, escapes: type) -> None:
-    from arrowshm._dataset import clear_cache
+    from arrowshm._datasets.get import clear_cache
 
     arrowshm.put("x", table)
-    reg = get_registry(namespace)
-    seg = Segment.open(reg.segment_name(reg.get_entry("x").field(L.R_SEGMENT_ID)),
+    reg = registry_of(namespace)
+    seg = Segment.open(reg.segment_name(reg.get_entry("x").segment_id),
                        writable=True)
     seg.mm[L.SEGMENT_HEADER_BYTES + offset] = value
     clear_cache()
@@ -268,10 +268,10 @@ def test_a_record_stuck_mid_write_is_an_error_not_a_hang(
     timeout naming the pid when a live process does (stopped inside its write)."""
     import time
 
-    from arrowshm._dataset import clear_cache
+    from arrowshm._datasets.get import clear_cache
 
     arrowshm.put("x", _INT_TABLE)
-    reg = get_registry(namespace)
+    reg = registry_of(namespace)
     slot = reg.get_entry("x").slot
     seq_idx, lock_idx = reg.ew(slot, L.E_SEQLOCK), reg.ew(slot, L.E_LOCK)
     saved_seq, saved_lock = int(reg.words[seq_idx]), int(reg.words[lock_idx])
@@ -300,8 +300,8 @@ def test_a_corrupt_stream_schema_of_any_kind_is_corrupt_segment_error(namespace:
     """Found by the stream fuzz: a schema message whose int64 bit width reads 0 made
     the reader raise pyarrow's ArrowNotImplementedError instead of CorruptSegmentError."""
     with arrowshm.StreamWriter("s", _INT_TABLE.schema, capacity_bytes=64 << 10) as w:
-        reg = get_registry(namespace)
-        seg = Segment.open(reg.segment_name(reg.get_entry("s").field(L.R_SEGMENT_ID)),
+        reg = registry_of(namespace)
+        seg = Segment.open(reg.segment_name(reg.get_entry("s").segment_id),
                            writable=True)
         msg = _INT_TABLE.schema.serialize().to_pybytes()
         at = L.STREAM_SCHEMA_OFFSET

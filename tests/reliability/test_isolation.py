@@ -86,7 +86,7 @@ _OTHER_UID_CHILD = textwrap.dedent(
     import pyarrow as pa
     import arrowshm
     from arrowshm.testing import isolated_namespace, namespace_objects
-    from arrowshm._segment import Segment
+    from arrowshm._shm.segment import Segment
     target_ns, uid, gid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     with isolated_namespace():
         arrowshm.put("w", pa.table({"a": [1]})); arrowshm.get("w", validate=True)

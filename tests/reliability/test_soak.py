@@ -181,13 +181,13 @@ def _check(run: dict[str, Any]) -> None:
 @pytest.mark.timeout(60)
 def test_the_segment_id_spelled_reg_never_collides_with_the_registry(namespace: str) -> None:
     import numpy as np
+
+    from arrowshm._shm import layout as L
+    from arrowshm._shm.registry import registry_of
     from arrowshm.kernels.atomics import atomic_store
 
-    from arrowshm import _layout as L
-    from arrowshm._registry import get_registry
-
     arrowshm.put("first", stamped_table(1, 10))
-    reg = get_registry(namespace)
+    reg = registry_of(namespace)
     atomic_store(reg.words, L.H_NEXT_SEGMENT_ID, np.uint64(int("reg", 36)))
     arrowshm.put("second", stamped_table(2, 10))  # id 35512 would be named like the registry
     assert check_stamped(arrowshm.get("second")) == 2

@@ -8,15 +8,15 @@ from collections.abc import Iterator
 import numpy as np
 import pyarrow as pa
 import pytest
-from arrowshm.service.config import Settings
-from arrowshm.service.events import diff
-from arrowshm.service.main import create_app
 from fastapi.testclient import TestClient
 
 import arrowshm
-from arrowshm import _layout as L
 from arrowshm._names import current_namespace
-from arrowshm._registry import get_registry
+from arrowshm._shm import layout as L
+from arrowshm._shm.registry import registry_of
+from arrowshm.service.config import Settings
+from arrowshm.service.events import diff
+from arrowshm.service.main import create_app
 from arrowshm.testing import data_objects
 
 
@@ -180,7 +180,7 @@ def test_metrics_are_prometheus_text_prefixed_arrowshm(client: TestClient) -> No
 
 @pytest.mark.timeout(60)
 def test_streams_are_listed_from_the_registry_and_deletable(client: TestClient) -> None:
-    reg = get_registry(current_namespace())
+    reg = registry_of(current_namespace())
     reg.claim("ticks/live", L.KIND_STREAM)  # a bare stream entry, as a writer registers it
     arrowshm.put("ds", _table())
     body = client.get("/v1/streams").json()

@@ -8,13 +8,13 @@ import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
 import pyarrow as pa  # noqa: E402
-from arrowshm.service.config import Settings  # noqa: E402
-from arrowshm.service.main import create_app  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from schemathesis.specs.openapi.checks import positive_data_acceptance  # noqa: E402
 
 import arrowshm  # noqa: E402
+from arrowshm.service.config import Settings  # noqa: E402
+from arrowshm.service.main import create_app  # noqa: E402
 
 
 def _check_operation(op: Any) -> int:

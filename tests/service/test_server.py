@@ -22,10 +22,10 @@ import httpx
 import numpy as np
 import pyarrow as pa
 import pytest
-from arrowshm.service.config import default_socket_path
 
 import arrowshm
 from arrowshm._names import current_namespace
+from arrowshm.service.config import default_socket_path
 from arrowshm.testing import data_objects
 
 from ..helpers import run_python
@@ -215,14 +215,14 @@ _PRODUCER = """
 import os, sys, time
 import numpy as np, pyarrow as pa
 import arrowshm
-from arrowshm import _layout as L
+from arrowshm._shm import layout as L
 from arrowshm._names import current_namespace
 from arrowshm._proc import identity
-from arrowshm._registry import get_registry
-from arrowshm._segment import Segment
+from arrowshm._shm.registry import registry_of
+from arrowshm._shm.segment import Segment
 
 arrowshm.put("kept", pa.table({"x": np.arange(1000)}))
-reg = get_registry(current_namespace())
+reg = registry_of(current_namespace())
 # a version half-written when the producer dies: WRITING, referenced by nothing
 size = L.SEGMENT_HEADER_BYTES + (1 << 16)
 reg.reserve(size)

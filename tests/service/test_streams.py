@@ -1,4 +1,4 @@
-"""Streams through the service, with arrowshm._stream: readers, dead-reader eviction."""
+"""Streams through the service: readers, dead-reader eviction."""
 
 from __future__ import annotations
 
@@ -9,13 +9,11 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 import pytest
-from arrowshm.service.config import Settings
-from arrowshm.service.main import create_app
 from fastapi.testclient import TestClient
 
 from arrowshm._names import current_namespace
-
-stream_mod = pytest.importorskip("arrowshm._stream")
+from arrowshm.service.config import Settings
+from arrowshm.service.main import create_app
 
 _READER = """
 import sys, time, arrowshm

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import arrowshm
-from arrowshm import _layout as L
+from arrowshm._shm import layout as L
 from arrowshm.testing import data_objects
 from tests.helpers import check_stamped, run_python, stamped_table
 
@@ -116,20 +116,22 @@ _CRASH_CHILD = """
 import os, signal
 import numpy as np
 import arrowshm
-from arrowshm import _dataset, _registry, _layout as L
+from arrowshm._datasets import put as _put
+from arrowshm._shm import registry as _registry, layout as L
 from arrowshm.kernels.atomics import atomic_store
 from tests.helpers import stamped_table
 
 point = {point!r}
 die = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
-orig_write = _registry.Registry.write_record
+orig_write = _registry.Registry._write
 
 if point == "before_publish":
-    _dataset._publish = die
+    _put.publish_version = die
 elif point == "holding_lock":
-    _registry.Registry.write_record = die
+    _registry.Registry._write = die
 elif point == "mid_seqlock":
     def half_write(self, slot, record):
+        record = record.encode()
         base = self.ew(slot, L.E_SEQLOCK)
         w = self.words
         n = L.RECORD_WORDS
@@ -139,12 +141,12 @@ elif point == "mid_seqlock":
         atomic_store(w, base, np.uint64(seq + 1))             # odd
         w[base + 2 : base + 2 + 3] = record[:3]               # a torn live record
         die()
-    _registry.Registry.write_record = half_write
+    _registry.Registry._write = half_write
 elif point == "after_seqlock":
     def write_then_die(self, slot, record):
         orig_write(self, slot, record)
         die()
-    _registry.Registry.write_record = write_then_die
+    _registry.Registry._write = write_then_die
 arrowshm.put("crash/target", stamped_table(777, 20_000), retain=1)
 """
 
@@ -176,16 +178,17 @@ def test_writer_killed_at_each_crash_point_leaves_a_whole_table(point: str,
 _KILLED_CREATING = """
 import os, signal
 import arrowshm
-from arrowshm import _dataset, _stream
+from arrowshm._shm import header
+from arrowshm._streams import writer
 from tests.helpers import stamped_table
 
 what = {what!r}
 die = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
 if what == "dataset":
-    _dataset._init_fresh = die          # inside Segment.create's init: reserved, not named
+    header.init_fresh = die          # inside Segment.create's init: reserved, not named
     arrowshm.put("creating", stamped_table(1, 20_000))
 else:
-    _stream.StreamWriter._init_segment = die
+    writer.init_segment = die
     arrowshm.StreamWriter("creating-stream", stamped_table(1, 10).schema, capacity_bytes=256 << 10)
 """
 
@@ -195,9 +198,9 @@ else:
 def test_quota_reserved_by_a_creator_killed_before_naming_is_given_back(
     what: str, namespace: str
 ) -> None:
-    from arrowshm._registry import get_registry
+    from arrowshm._shm.registry import registry_of
 
-    reg = get_registry(namespace)
+    reg = registry_of(namespace)
     arrowshm.put("kept", stamped_table(5, 1_000))
     used_before = reg.bytes_used
     big = stamped_table(6, 100_000)
@@ -226,10 +229,14 @@ def test_quota_reserved_by_a_creator_killed_before_naming_is_given_back(
 _KILLED_AFTER_CLAIM = """
 import os, signal
 import arrowshm
-from arrowshm import _registry
+from arrowshm._shm import registry as _registry
 from tests.helpers import stamped_table
 
-_registry.Registry.write_record = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+claim = _registry.Registry.claim
+def claim_then_die(self, *a, **k):  # claimed the name, then killed before publishing
+    claim(self, *a, **k)
+    os.kill(os.getpid(), signal.SIGKILL)
+_registry.Registry.claim = claim_then_die
 arrowshm.put("never/published", stamped_table(3, 1_000))
 """
 
@@ -238,11 +245,11 @@ arrowshm.put("never/published", stamped_table(3, 1_000))
 def test_a_name_claimed_by_a_writer_killed_before_its_first_version_is_removed_by_gc(
     namespace: str,
 ) -> None:
-    from arrowshm._registry import get_registry
+    from arrowshm._shm.registry import registry_of
 
     proc = run_python(_KILLED_AFTER_CLAIM, check=False, env={"PYTHONPATH": os.getcwd()})
     assert proc.returncode == -signal.SIGKILL, proc.stderr
-    reg = get_registry(namespace)
+    reg = registry_of(namespace)
     assert reg.lookup("never/published") is not None  # claimed, holding no version
     with pytest.raises(arrowshm.NotFoundError, match="no version yet"):
         arrowshm.get("never/published")
@@ -264,10 +271,10 @@ def test_a_reservation_a_killed_gc_was_clearing_is_taken_over(namespace: str) ->
     import subprocess
     import sys
 
-    from arrowshm._registry import _RESERVATION_LOCKED, get_registry
+    from arrowshm._shm.registry import _RESERVATION_LOCKED, registry_of
 
     arrowshm.put("x", stamped_table(1, 10))
-    reg = get_registry(namespace)
+    reg = registry_of(namespace)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
     dead_pid = int(dead.stdout)  # exited: a gc killed while holding the slot's lock

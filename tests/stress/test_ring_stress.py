@@ -34,7 +34,7 @@ import pyarrow as pa
 import pytest
 
 import arrowshm
-from arrowshm._stream import stream_info
+from arrowshm import stream_info
 
 CTX = mp.get_context("spawn")
 SCHEMA = pa.schema([("seq", pa.int64()), ("x", pa.float64()), ("s", pa.string())])

@@ -99,6 +99,9 @@ from __future__ import annotations
 
 import struct
 
+from ..kernels import pins as _pins
+from ..kernels import ring as _ring
+
 FORMAT_VERSION = 1
 REGISTRY_MAGIC = struct.unpack("<Q", b"ASHREG\x00\x01")[0]
 SEGMENT_MAGIC = struct.unpack("<Q", b"ASHSEG\x00\x01")[0]
@@ -181,41 +184,39 @@ R_N_HISTORY = 14
 R_HISTORY = 16
 MAX_RETAIN = 16
 
-# --- data segment header (word indices) --------------------------------------
-SEGMENT_HEADER_BYTES = 4096
-S_MAGIC = 0
-S_FORMAT_VERSION = 1
-S_KIND = 2
-S_STATE = 3
-S_CREATOR_PID = 4
-S_CREATOR_START = 5
-S_CREATED_NS = 6
-S_SEGMENT_BYTES = 7
-S_DATA_OFFSET = 8
-S_DATA_BYTES = 9
-S_NAME_HASH = 10
-S_VERSION = 11
-S_NUM_ROWS = 12
-S_SCHEMA_FP = 13
-S_GENERATION = 14
-S_PIN_OVERFLOW = 16  # 1 once a reader found no free pin slot: never recycle
-S_RECYCLES = 17  # times this segment was reused for a new version
-# where the version's only record-batch message lies in the payload (0 if unknown);
-# valid only while S_BATCH_VERSION == S_VERSION (see kernels/pins.py)
-S_BATCH_VERSION = 18
-S_BATCH_OFFSET = 19
-S_BATCH_BYTES = 20
-S_PINS = 128  # pin table: PIN_SLOTS x (pid, start ticks), bytes 1024..2047
-PIN_SLOTS = 64
-PIN_WORDS = 2
+# --- data segment header (word indices; defined once, by the pins kernel) ---------
+SEGMENT_HEADER_BYTES = _pins.SEGMENT_HEADER_BYTES
+S_MAGIC = _pins.S_MAGIC
+S_FORMAT_VERSION = _pins.S_FORMAT_VERSION
+S_KIND = _pins.S_KIND
+S_STATE = _pins.S_STATE
+S_CREATOR_PID = _pins.S_CREATOR_PID
+S_CREATOR_START = _pins.S_CREATOR_START
+S_CREATED_NS = _pins.S_CREATED_NS
+S_SEGMENT_BYTES = _pins.S_SEGMENT_BYTES
+S_DATA_OFFSET = _pins.S_DATA_OFFSET
+S_DATA_BYTES = _pins.S_DATA_BYTES
+S_NAME_HASH = _pins.S_NAME_HASH
+S_VERSION = _pins.S_VERSION
+S_NUM_ROWS = _pins.S_NUM_ROWS
+S_SCHEMA_FP = _pins.S_SCHEMA_FP
+S_GENERATION = _pins.S_GENERATION
+S_PIN_OVERFLOW = _pins.S_PIN_OVERFLOW
+S_RECYCLES = _pins.S_RECYCLES
+S_BATCH_VERSION = _pins.S_BATCH_VERSION
+S_BATCH_OFFSET = _pins.S_BATCH_OFFSET
+S_BATCH_BYTES = _pins.S_BATCH_BYTES
+S_PINS = _pins.S_PINS
+PIN_SLOTS = _pins.PIN_SLOTS
+PIN_WORDS = _pins.PIN_WORDS
 
 # S_STATE holds (epoch << 8) | state; every transition bumps the epoch so a
 # compare-and-swap from a state read earlier fails if anything happened since
-SEG_WRITING = 1
-SEG_SEALED = 2
-SEG_PUBLISHED = 3
-SEG_POOLED = 4
-SEG_RECLAIMING = 5
+SEG_WRITING = _pins.SEG_WRITING
+SEG_SEALED = _pins.SEG_SEALED
+SEG_PUBLISHED = _pins.SEG_PUBLISHED
+SEG_POOLED = _pins.SEG_POOLED
+SEG_RECLAIMING = _pins.SEG_RECLAIMING
 SEG_STATE_NAMES = {
     SEG_WRITING: "writing",
     SEG_SEALED: "sealed",
@@ -223,8 +224,8 @@ SEG_STATE_NAMES = {
     SEG_POOLED: "pooled",
     SEG_RECLAIMING: "reclaiming",
 }
-STATE_BITS = 8
-STATE_MASK = (1 << STATE_BITS) - 1
+STATE_BITS = _pins.STATE_BITS
+STATE_MASK = _pins.STATE_MASK
 
 
 def state_of(word: int) -> int:
@@ -253,7 +254,7 @@ def align(value: int, to: int = CACHE_LINE) -> int:
 
 
 # =====================================================================================
-# Stream segment (owner: streams, arrowshm/_stream.py and kernels/ring.py)
+# Stream segment (owners: arrowshm/_streams/geometry.py and kernels/ring.py)
 # =====================================================================================
 #
 # A stream segment ``/ash-<ns>-<base36 id>`` starts with the common 4 KiB data
@@ -321,9 +322,8 @@ def align(value: int, to: int = CACHE_LINE) -> int:
 # ====== ==================== ==================================================
 #
 # ``ST_*`` are absolute word indices (byte offset / 8); ``RD_*`` and ``DESC_*``
-# are word offsets inside a reader slot / descriptor. The ring header's
-# offsets equal ``ST_RING_HEADER + kernels.ring.H_*`` (asserted by
-# tests/arrowshm/test_stream_layout.py).
+# are word offsets inside a reader slot / descriptor. The ring's own words are
+# defined once, in kernels/ring.py, and only positioned here (ST_RING_HEADER).
 
 STREAM_MAGIC = struct.unpack("<Q", b"ASHSTRM\x01")[0]
 STREAM_HEADER_OFFSET = SEGMENT_HEADER_BYTES  # 4096
@@ -348,54 +348,55 @@ ST_WRITER_PID = 528
 ST_WRITER_START = 529
 ST_OPENED_NS = 530
 ST_CLOSED_NS = 531
-ST_RING_HEADER = 536  # byte 4288: kernels.ring header base (G_HDR)
-ST_CURSOR = 536
-ST_RECLAIM = 537
-ST_HEAD = 538
-ST_CLOSED = 539
-ST_DATA_FUTEX = 540
-ST_BYTES = 541
-ST_ROWS = 542
-ST_HEARTBEAT = 543
-ST_DATA_WAITERS = 544
-ST_SPACE_FUTEX = 552
-ST_SPACE_WAITERS = 553
-ST_GATED_SINCE = 554
-ST_GATING_READER = 555
-ST_EVICTED = 556
-ST_WAITS = 557
-ST_SKIPPED = 558
+ST_RING_HEADER = 536  # byte 4288: kernels.ring header base (G_HDR); the hot words follow
+ST_CURSOR = ST_RING_HEADER + _ring.H_CURSOR
+ST_RECLAIM = ST_RING_HEADER + _ring.H_RECLAIM
+ST_HEAD = ST_RING_HEADER + _ring.H_HEAD
+ST_CLOSED = ST_RING_HEADER + _ring.H_CLOSED
+ST_DATA_FUTEX = ST_RING_HEADER + _ring.H_DATA_FUTEX
+ST_BYTES = ST_RING_HEADER + _ring.H_BYTES
+ST_ROWS = ST_RING_HEADER + _ring.H_ROWS
+ST_HEARTBEAT = ST_RING_HEADER + _ring.H_HEARTBEAT
+ST_DATA_WAITERS = ST_RING_HEADER + _ring.H_DATA_WAITERS
+ST_SPACE_FUTEX = ST_RING_HEADER + _ring.H_SPACE_FUTEX
+ST_SPACE_WAITERS = ST_RING_HEADER + _ring.H_SPACE_WAITERS
+ST_GATED_SINCE = ST_RING_HEADER + _ring.H_GATED_SINCE
+ST_GATING_READER = ST_RING_HEADER + _ring.H_GATING_READER
+ST_EVICTED = ST_RING_HEADER + _ring.H_EVICTED
+ST_WAITS = ST_RING_HEADER + _ring.H_WAITS
+ST_SKIPPED = ST_RING_HEADER + _ring.H_SKIPPED
 
-STREAM_BLOCK = 0
-STREAM_OVERWRITE = 1
+STREAM_BLOCK = _ring.MODE_BLOCK
+STREAM_OVERWRITE = _ring.MODE_OVERWRITE
 STREAM_MODE_NAMES = {STREAM_BLOCK: "block", STREAM_OVERWRITE: "overwrite"}
-STREAM_OPEN = 0
-STREAM_CLOSED = 1
-STREAM_ABORTED = 2
+STREAM_OPEN = _ring.CLOSED_OPEN
+STREAM_CLOSED = _ring.CLOSED_CLOSED
+STREAM_ABORTED = _ring.CLOSED_ABORTED
 
-SLOT_BYTES = 512  # eight cache lines per reader: cursor line, then its pin table
-RD_PID = 0
-RD_START = 1
-RD_STATE = 2
-RD_READ = 3
-RD_HELD = 4
-RD_MISSED = 5
-RD_HEARTBEAT = 6
-RD_PINS_SEQ = 8
-RD_PINS_N = 9
-RD_SPANS = 12
-SPAN_WORDS = 4
-PIN_SPANS = 13
-RD_FREE = 0
-RD_ACTIVE = 1
-RD_DRAINING = 2
+# reader slots and descriptors: the ring kernel's layout
+SLOT_BYTES = _ring.SLOT_WORDS * WORD  # a cursor line, then its pin table
+RD_PID = _ring.RD_PID
+RD_START = _ring.RD_START
+RD_STATE = _ring.RD_STATE
+RD_READ = _ring.RD_READ
+RD_HELD = _ring.RD_HELD
+RD_MISSED = _ring.RD_MISSED
+RD_HEARTBEAT = _ring.RD_HEARTBEAT
+RD_PINS_SEQ = _ring.RD_PINS_SEQ
+RD_PINS_N = _ring.RD_PINS_N
+RD_SPANS = _ring.RD_SPANS
+SPAN_WORDS = _ring.SPAN_WORDS
+PIN_SPANS = _ring.PIN_SPANS
+RD_FREE = _ring.RD_FREE
+RD_ACTIVE = _ring.RD_ACTIVE
+RD_DRAINING = _ring.RD_DRAINING
 RD_STATE_NAMES = {RD_FREE: "free", RD_ACTIVE: "active", RD_DRAINING: "draining"}
 
-DESC_BYTES = 32
-DESC_SEQ = 0
-DESC_VSTART = 1
-DESC_LENGTH = 2
-DESC_ROWS = 3
+DESC_BYTES = _ring.DESC_WORDS * WORD
+DESC_SEQ = _ring.D_SEQ
+DESC_VSTART = _ring.D_VSTART
+DESC_LENGTH = _ring.D_LENGTH
+DESC_ROWS = _ring.D_ROWS
 
 R_FLAG_CLOSED = 1  # registry record R_FLAGS bit: the stream's writer closed it
 

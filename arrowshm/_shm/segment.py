@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import posix_ipc
 
-from ._errors import AccessDeniedError, NotFoundError, ResourceLimitError, ShmFullError
+from .._errors import AccessDeniedError, NotFoundError, ResourceLimitError, ShmFullError
 
 SHM_DIR = "/dev/shm"
 
@@ -226,8 +226,8 @@ def _fds_exhausted(exc: OSError) -> bool:
 def _fd_limit_error(name: str, exc: OSError) -> ResourceLimitError:
     return ResourceLimitError(
         f"cannot map {name}: this process has no file descriptor left ({exc}); "
-        "every mapped table holds one: drop tables you no longer need, call "
-        "arrowshm._dataset.clear_cache(), or raise the limit (ulimit -n)",
+        "every table it holds keeps one: drop tables you no longer need, or raise the "
+        "limit (ulimit -n)",
         shm_name=name,
         errno=exc.errno,
     )

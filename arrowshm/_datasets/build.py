@@ -35,23 +35,16 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from . import _layout as L
-from ._dataset import (
-    _IPC_OPTIONS,
-    DatasetInfo,
-    _check_kind,
-    _check_retain,
-    _check_ttl,
-    _publish,
-    _write_header,
-    allocate_segment,
-    schema_fingerprint,
-)
-from ._errors import ArrowShmError, InvalidArgumentError
-from ._names import current_namespace, validate_name
-from ._pin import reclaim, set_state
-from ._registry import Registry, get_registry
-from ._segment import Segment
+from .._arrow import IPC_OPTIONS, schema_fingerprint
+from .._errors import ArrowShmError, CorruptSegmentError, InvalidArgumentError
+from .._info import DatasetInfo
+from .._names import validate_name
+from .._shm import header
+from .._shm import layout as L
+from .._shm.context import Context
+from .._shm.segment import Segment
+from .inputs import check_retain, check_ttl
+from .put import allocate_segment, publish_version
 
 __all__ = ["TableBuilder", "build"]
 
@@ -186,7 +179,7 @@ def _plan(
         null_counts.append(nc)
     batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
     sink = _RecordingSink(body)
-    with pa.ipc.new_stream(pa.PythonFile(sink, mode="w"), schema, options=_IPC_OPTIONS) as w:
+    with pa.ipc.new_stream(pa.PythonFile(sink, mode="w"), schema, options=IPC_OPTIONS) as w:
         w.write_batch(batch)
     columns = []
     for field in schema:
@@ -234,9 +227,9 @@ class TableBuilder:
     fixed-size binary and decimal columns are ``(num_rows, byte_width)`` uint8.
     """
 
-    def __init__(self, reg: Registry, name: str, schema: pa.Schema, num_rows: int,
+    def __init__(self, ctx: Context, name: str, schema: pa.Schema, num_rows: int,
                  string_bytes: Mapping[str, int], retain: int, ttl_ns: int) -> None:
-        self._reg = reg
+        self._ctx = ctx
         self.name = name
         self.schema = schema
         self.num_rows = num_rows
@@ -245,11 +238,11 @@ class TableBuilder:
         sink, columns, null_counts = _plan(schema, num_rows, string_bytes)
         self._stream_bytes = sink.pos
         seg_bytes = L.SEGMENT_HEADER_BYTES + sink.pos
-        self._seg_id, self._seg, fresh = allocate_segment(reg, seg_bytes)
+        self._seg_id, self._seg, fresh = allocate_segment(ctx, seg_bytes)
         self._done = False
         try:
             base = L.SEGMENT_HEADER_BYTES
-            _write_header(self._seg, L.KIND_DATASET, sink.pos, fresh=fresh)
+            header.begin_version(self._seg, sink.pos, fresh=fresh)
             mm = self._seg.mm
             meta_at = None
             for pos, chunk in sink.chunks:
@@ -419,8 +412,6 @@ class TableBuilder:
             if c.offsets is not None:
                 offs = self.offsets(name)
                 if offs[0] != 0 or offs[-1] > c.data[1] or offs[-1] < 0:
-                    from ._errors import CorruptSegmentError
-
                     raise CorruptSegmentError(
                         f"column {name!r}: offsets must start at 0 and end within "
                         f"string_bytes={c.data[1]} (got {int(offs[0])}..{int(offs[-1])})",
@@ -440,16 +431,10 @@ class TableBuilder:
         for v in self._views:  # the published version is immutable from here on
             v.flags.writeable = False
         seg = self._seg
-        w = seg.words
-        w[L.S_NUM_ROWS] = self.num_rows
         fp = schema_fingerprint(self.schema)
-        w[L.S_SCHEMA_FP] = fp
-        set_state(seg, L.SEG_SEALED)
-        existing = self._reg.lookup(self.name)
-        if existing is not None:
-            _check_kind(self._reg, existing[0], self.name, L.KIND_DATASET)
-        info = _publish(self._reg, self.name, seg, self._seg_id, self._stream_bytes,
-                        self.num_rows, fp, self._retain, self._ttl_ns, self.schema)
+        header.seal(seg, self.num_rows, fp)
+        info = publish_version(self._ctx, self.name, seg, self._seg_id, self._stream_bytes,
+                               self.num_rows, fp, self._retain, self._ttl_ns, self.schema)
         self._done = True
         self._views.clear()
         _open_builders.discard(self)
@@ -464,7 +449,7 @@ class TableBuilder:
         self._done = True
         for v in getattr(self, "_views", []):
             v.flags.writeable = False
-        reclaim(self._reg, self._seg)
+        self._ctx.registry.free(self._seg)
         _open_builders.discard(self)
 
     def _check_open(self) -> None:
@@ -504,6 +489,7 @@ def _abandon_open_builders() -> None:
 
 
 def build(
+    ctx: Context,
     name: str,
     schema: pa.Schema,
     num_rows: int,
@@ -512,51 +498,15 @@ def build(
     retain: int = 1,
     ttl: float | None = None,
 ) -> TableBuilder:
-    """Allocate the next version of dataset *name* in shared memory, to fill in place.
-
-    Leaving the ``with`` block seals the builder: the version is published
-    atomically, with no copy (see the example below).
-
-    Parameters
-    ----------
-    name : str
-    schema : pyarrow.Schema
-        Fixed-width (numeric, temporal, decimal, fixed-size binary), boolean,
-        string and binary columns (and their large variants).
-    num_rows : int
-    string_bytes : int or mapping, optional
-        Bytes of value data for each string/binary column (one int for all).
-    retain, ttl
-        As for :func:`arrowshm.put`.
-
-    Returns
-    -------
-    TableBuilder
-
-    Raises
-    ------
-    InvalidNameError
-        When *name* is invalid.
-    InvalidArgumentError
-        For an unsupported column type, a missing ``string_bytes`` or a bad size.
-    ShmFullError, QuotaExceededError
-        When the segment does not fit (nothing is created).
-    ConflictError
-        When *name* is a stream.
-
-    Examples
-    --------
-    >>> schema = pa.schema([("x", pa.float64())])
-    >>> with arrowshm.build("m", schema, 1_000_000) as b:
-    ...     np.copyto(b["x"], np.random.random(1_000_000))  # straight into shared memory
-    """
+    """Allocate the next version of dataset *name* to fill in place (see
+    :func:`arrowshm.build`)."""
     validate_name(name)
     if not isinstance(schema, pa.Schema):
         raise InvalidArgumentError(f"schema must be a pyarrow.Schema, not {type(schema).__name__}")
     if isinstance(num_rows, bool) or not isinstance(num_rows, int) or num_rows < 0:
         raise InvalidArgumentError(f"num_rows must be an int >= 0, not {num_rows!r}")
-    retain = _check_retain(retain)
-    ttl_ns = _check_ttl(ttl)
+    retain = check_retain(retain)
+    ttl_ns = check_ttl(ttl)
     varlen = [f.name for f in schema if _is_varlen(f.type)]
     if isinstance(string_bytes, int):
         sizes = dict.fromkeys(varlen, string_bytes)
@@ -570,11 +520,11 @@ def build(
             _value_dtype(f.type)
     if len(set(schema.names)) != len(schema.names):
         raise InvalidArgumentError("build() needs unique column names")
-    reg = get_registry(current_namespace())
+    reg = ctx.registry
     existing = reg.lookup(name)
     if existing is not None:
-        _check_kind(reg, existing[0], name, L.KIND_DATASET)
-    return TableBuilder(reg, name, schema, num_rows, sizes, retain, ttl_ns)
+        reg.check_kind(existing[0], name, L.KIND_DATASET)
+    return TableBuilder(ctx, name, schema, num_rows, sizes, retain, ttl_ns)
 
 
 def _segment_of(builder: TableBuilder) -> Segment:

@@ -1,7 +1,7 @@
 """Reader-side mappings kept for reuse, and the thread that unmaps off the hot path.
 
 A steady stream of versions of one dataset cycles through a few segments (the
-writer recycles them, see :mod:`arrowshm._pool`), so a reader's next ``get``
+writer recycles them, see :mod:`arrowshm._shm.pool`), so a reader's next ``get``
 usually lands in a segment it mapped a moment ago. Mapping it again costs an
 ``shm_open``, ``fstat``, ``mmap`` and a page fault per touched page (about
 10 µs each in this VM), several times the rest of a ``get``. So when the last
@@ -35,10 +35,10 @@ import queue
 import threading
 import time
 
-from ._env import env_number
-from ._pin import Pin
-from ._proc import identity
-from ._segment import Segment
+from .._env import env_number
+from .._proc import identity
+from .header import Pin
+from .segment import Segment
 
 _lock = threading.RLock()  # for scans (re-entrant: a Pin finalizer may run inside one)
 Key = tuple[str, int, int]  # (segment name, registry created_ns, registry creator pid)

@@ -27,15 +27,12 @@ import bisect
 import collections
 import contextlib
 import threading
-from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-from .kernels.ring import ring_reader_detach, ring_reader_drain, ring_unpin
-
-if TYPE_CHECKING:
-    from ._segment import Segment
+from .._shm.segment import Segment
+from ..kernels.ring import ring_reader_detach, ring_reader_drain, ring_unpin
 
 __all__ = ["Lease", "ReleaseLog"]
 
@@ -94,14 +91,6 @@ class ReleaseLog:
         self.detached = False
 
     # -- called with ``lock`` held ----------------------------------------------------
-
-    def claimed(self, seq: int, v0: int, v1: int, read: int, missed: int) -> None:
-        """Record the outcome of a claim kernel call (*seq* < 0: nothing claimed)."""
-        self.read = read
-        self.missed += missed
-        if seq >= 0:
-            self.held.append(seq)  # claims ascend: the list stays sorted
-            self.spans[seq] = (v0, v1)
 
     def _apply(self) -> None:
         pending = self.pending

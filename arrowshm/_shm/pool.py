@@ -5,7 +5,7 @@ Writing into fresh /dev/shm pages costs a page allocation and fault per 4 KiB
 speed. A writer therefore keeps the segments it retires (versions that fell
 out of retention), already allocated and mapped, and writes the next version
 of a similar size into one of them once no process pins it (see
-:mod:`arrowshm._pin`).
+:mod:`arrowshm._shm.header`).
 
 The pool is bounded (``ARROWSHM_POOL_SEGMENTS``, default 4, and
 ``ARROWSHM_POOL_BYTES``, default 1 GiB) and segments idle for
@@ -17,20 +17,15 @@ process's gc once the owner is dead.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import multiprocessing.util
-import os
 import threading
 import time
 from dataclasses import dataclass
 
-from . import _layout as L
-from ._env import env_number
-from ._pin import cas_state, reclaim, state_word, unpinned
-from ._proc import identity
-from ._registry import Registry
-from ._segment import Segment
+from .._env import env_number
+from . import header
+from . import layout as L
+from .registry import Registry
+from .segment import Segment
 
 _FIT_SLACK = 1.25  # reuse a segment up to 25% larger than needed
 
@@ -68,18 +63,14 @@ class SegmentPool:
                 key=lambda p: p.seg.size,
             )
             for p in fits:
-                word = state_word(p.seg)
+                word = header.state_word(p.seg)
                 if L.state_of(word) != L.SEG_POOLED:  # reclaimed by someone: forget it
                     self._items.remove(p)
                     continue
-                if not cas_state(p.seg, word, L.SEG_WRITING):
-                    continue
-                if unpinned(p.seg):  # checked after WRITING is visible: see _pin
+                if header.take_for_rewrite(p.seg, word):
                     self._items.remove(p)
                     self.recycled += 1
-                    p.seg.words[L.S_RECYCLES] = int(p.seg.words[L.S_RECYCLES]) + 1
                     return p.segment_id, p.seg
-                cas_state(p.seg, state_word(p.seg), L.SEG_POOLED)  # a reader holds it
         return None
 
     def give(self, segment_id: int, seg: Segment) -> bool:
@@ -87,7 +78,6 @@ class SegmentPool:
         not pooled (then the caller reclaims it)."""
         if self.max_segments <= 0 or seg.size > self.max_bytes or not seg.writable:
             return False
-        pid, start = identity()
         with self._lock:
             self._trim_idle()
             while self._items and (
@@ -96,19 +86,20 @@ class SegmentPool:
             ):
                 self._evict(self._items[0])
             # owner first, then the state: gc judges POOLED segments by this owner
-            seg.words[L.S_CREATOR_PID] = pid
-            seg.words[L.S_CREATOR_START] = start
-            word = state_word(seg)
-            if L.state_of(word) != L.SEG_PUBLISHED or not cas_state(seg, word, L.SEG_POOLED):
+            header.stamp_owner(seg)
+            word = header.state_word(seg)
+            if L.state_of(word) != L.SEG_PUBLISHED or not header.cas_state(
+                seg, word, L.SEG_POOLED
+            ):
                 return False
             self._items.append(_Pooled(seg, segment_id, time.monotonic()))
         return True
 
     def _evict(self, p: _Pooled) -> None:
         self._items.remove(p)
-        word = state_word(p.seg)
+        word = header.state_word(p.seg)
         if L.state_of(word) == L.SEG_POOLED:
-            reclaim(self.reg, p.seg, word)
+            self.reg.free(p.seg, word)
 
     def _trim_idle(self) -> None:
         limit = time.monotonic() - env_number("ARROWSHM_POOL_IDLE_S", 30)
@@ -125,50 +116,3 @@ class SegmentPool:
 
     def __len__(self) -> int:
         return len(self._items)
-
-
-_pools: dict[str, SegmentPool] = {}
-_pools_lock = threading.Lock()
-_pid = os.getpid()
-
-
-def get_pool(reg: Registry) -> SegmentPool:
-    """This process's pool for *reg*'s namespace."""
-    global _pid
-    if os.getpid() != _pid:  # a forked child owns none of its parent's pool
-        _pools.clear()
-        _pid = os.getpid()
-    pool = _pools.get(reg.namespace)
-    if pool is None or pool.reg is not reg:
-        with _pools_lock:
-            pool = _pools.get(reg.namespace)
-            if pool is None or pool.reg is not reg:
-                pool = SegmentPool(reg)
-                _pools[reg.namespace] = pool
-    return pool
-
-
-def drain_pool(namespace: str) -> int:
-    """Free this process's pooled segments of *namespace*."""
-    pool = _pools.get(namespace)
-    return pool.drain() if pool is not None and os.getpid() == _pid else 0
-
-
-def forget_pool(namespace: str) -> None:
-    """Forget this process's pool of *namespace* without freeing it (its objects
-    are being unlinked wholesale)."""
-    _pools.pop(namespace, None)
-
-
-def _drain_all() -> None:
-    if os.getpid() != _pid:
-        return
-    for pool in list(_pools.values()):
-        with contextlib.suppress(Exception):  # exiting: gc reclaims whatever is left
-            pool.drain()
-
-
-atexit.register(_drain_all)
-# multiprocessing children leave through os._exit, which skips atexit: its own
-# exit hook runs registered finalizers
-_mp_finalizer = multiprocessing.util.Finalize(None, _drain_all, exitpriority=10)

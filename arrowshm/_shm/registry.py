@@ -19,42 +19,65 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from . import _layout as L
-from ._env import env_number
-from ._errors import (
+from .._env import env_number
+from .._errors import (
     ArrowShmError,
+    ConflictError,
     CorruptSegmentError,
     FormatVersionError,
+    InvalidArgumentError,
     NotFoundError,
-    QuotaExceededError,
     RegistryFullError,
     WaitTimeoutError,
 )
-from ._names import name_hash, registry_shm_name, segment_shm_name
-from ._proc import identity, is_alive
-from ._segment import Segment, object_stat, unlink
-from .kernels.atomics import atomic_cas, atomic_fetch_add, atomic_load, atomic_store
-from .kernels.futex import eventcount_notify, wait_until_greater
-from .kernels.registry import (
+from .._names import name_hash, registry_shm_name, segment_shm_name
+from .._proc import identity, is_alive
+from ..kernels.atomics import atomic_cas, atomic_fetch_add, atomic_load, atomic_store
+from ..kernels.futex import eventcount_notify, wait_until_greater
+from ..kernels.registry import (
     FULL,
     NOT_FOUND,
-    QUOTA_EXCEEDED,
     counter_release,
-    quota_reserve,
     registry_find,
     registry_find_free,
 )
-from .kernels.seqlock import (
+from ..kernels.seqlock import (
     SEQLOCK_EBUSY,
     seqlock_recover,
     seqlock_try_read,
     seqlock_write,
 )
+from . import header
+from . import layout as L
+from .quota import _RESERVATION_LOCKED as _RESERVATION_LOCKED
+from .quota import QuotaAccount, Reservation
+from .record import (
+    EntryView,
+    Published,
+    Record,
+    RegistryStats,
+    kind_conflict,
+    retain_history,
+)
+from .segment import Segment, object_stat, unlink
+
+__all__ = [
+    "EntryView",
+    "Published",
+    "Record",
+    "Registry",
+    "RegistryStats",
+    "Reservation",
+    "forget_registry",
+    "kind_conflict",
+    "registry_capacity",
+    "registry_of",
+    "retain_history",
+]
 
 DEFAULT_CAPACITY = 4096
 _REGISTRY_ID = int("reg", 36)
@@ -76,70 +99,13 @@ def registry_capacity() -> int:
     return int(env_number("ARROWSHM_REGISTRY_CAPACITY", DEFAULT_CAPACITY))
 
 
-@dataclass(frozen=True)
-class EntryView:
-    """A consistent snapshot of one registry entry."""
-
-    slot: int
-    generation: int
-    kind: int
-    name: str
-    record: npt.NDArray[np.uint64]
-
-    def field(self, index: int) -> int:
-        return int(self.record[index])
-
-    @property
-    def version(self) -> int:
-        return int(self.record[L.R_VERSION])
-
-    def history(self) -> list[int]:
-        """Segment ids of the retained versions, newest first."""
-        n = int(self.record[L.R_N_HISTORY])
-        return [int(x) for x in self.record[L.R_HISTORY : L.R_HISTORY + n]]
-
-
 def _encode_name(name: str) -> npt.NDArray[np.uint64]:
     raw = name.encode()
     padded = raw + b"\0" * (-len(raw) % 8)
     return np.frombuffer(padded, dtype=np.uint64).copy()
 
 
-_RESERVATION_LOCKED = 1 << 63  # | pid of a gc clearing the slot (never a pid alone)
-
-
-def _free_reservation(w: npt.NDArray[np.uint64], base: int) -> None:
-    """Clear a reservation slot, its pid last: a free slot's start and bytes are 0."""
-    atomic_store(w, base + 2, _U64(0))
-    atomic_store(w, base + 1, _U64(0))
-    atomic_store(w, base, _U64(0))
-
-
-class Reservation:
-    """Quota bytes reserved for one segment being created (see
-    :meth:`Registry.reserve_for_creation`)."""
-
-    __slots__ = ("nbytes", "reg", "slot")
-
-    def __init__(self, reg: Registry, slot: int, nbytes: int) -> None:
-        self.reg = reg
-        self.slot = slot
-        self.nbytes = nbytes
-
-    def settle(self) -> None:
-        """The segment is about to be named and will account for the bytes itself."""
-        if self.slot >= 0:
-            _free_reservation(self.reg.words, L.H_RESERVATIONS + self.slot * L.RESERVATION_WORDS)
-            self.slot = -1
-
-    def cancel(self) -> None:
-        """The segment was not created: give the bytes back (slot first, so that a
-        crash in between leaves the counter high, never low)."""
-        self.settle()
-        self.reg.release(self.nbytes)
-
-
-class Registry:
+class Registry(QuotaAccount):
     """The mapped registry of one namespace (one instance per namespace per process)."""
 
     def __init__(self, namespace: str) -> None:
@@ -191,8 +157,6 @@ class Registry:
     def _create(self) -> Segment:
         capacity = registry_capacity()
         if capacity < 1 or capacity > 1 << 20:
-            from ._errors import InvalidArgumentError
-
             raise InvalidArgumentError(
                 f"ARROWSHM_REGISTRY_CAPACITY={capacity} is out of range 1..1048576",
                 capacity=capacity,
@@ -456,7 +420,21 @@ class Registry:
             finally:
                 self._give(self.ew(slot, L.E_LOCK), self.ew(slot, L.E_LOCK_START))
 
-    # -- writing -------------------------------------------------------------------
+    # -- writing ---------------------------------------------------------------------
+    # The only code that writes record words: claim (an empty record), publish, update.
+
+    def name_hash_at(self, slot: int) -> int:
+        """The name hash stored in entry *slot* (data segments carry it)."""
+        return int(self.words[self.ew(slot, L.E_NAME_HASH)])
+
+    def kind_at(self, slot: int) -> int:
+        return int(self.words[self.ew(slot, L.E_KIND)])
+
+    def check_kind(self, slot: int, name: str, kind: int) -> None:
+        """Raise ConflictError unless entry *slot* (named *name*) is of *kind*."""
+        actual = self.kind_at(slot)
+        if actual != kind:
+            raise kind_conflict(name, actual, kind)
 
     def claim(self, name: str, kind: int) -> tuple[int, int]:
         """(slot, generation) of *name*, claiming a free entry if it does not exist.
@@ -499,19 +477,17 @@ class Registry:
                 w[self.ew(slot, L.E_NAME_HASH)] = h
                 # an empty record (version 0) naming its claimer, so that gc can remove an
                 # entry whose claimer died before publishing anything into it
-                rec = np.zeros(L.RECORD_WORDS, _U64)
                 pid, start = identity()
-                rec[L.R_OWNER_PID], rec[L.R_OWNER_START] = pid, start
-                rec[L.R_CREATED_NS] = time.time_ns()
-                seqlock_write(w, self.ew(slot, L.E_SEQLOCK), rec)
+                self._write(slot, Record(owner_pid=pid, owner_start=start,
+                                         created_ns=time.time_ns()))
                 atomic_store(w, self.ew(slot, L.E_GENERATION), _U64(gen))  # release: name set
                 atomic_store(w, self.ew(slot, L.E_STATE), _U64(L.STATE_LIVE))
             atomic_fetch_add(w, L.H_LIVE_ENTRIES, _U64(1))
         return slot, gen
 
-    def write_record(self, slot: int, record: npt.NDArray[np.uint64]) -> None:
-        """Publish *record* for entry *slot* (caller holds the entry lock)."""
-        status = seqlock_write(self.words, self.ew(slot, L.E_SEQLOCK), record)
+    def _write(self, slot: int, record: Record) -> None:
+        """Write *record* into entry *slot* through the seqlock (entry lock held)."""
+        status = seqlock_write(self.words, self.ew(slot, L.E_SEQLOCK), record.encode())
         if status < 0:  # EINVAL (layout) or EOWNERDEAD (an unrecovered dead writer): a bug
             raise CorruptSegmentError(
                 f"registry {self.shm_name} entry {slot}: seqlock write failed ({status})",
@@ -519,12 +495,67 @@ class Registry:
                 status=status,
             )
 
+    def publish(
+        self,
+        name: str,
+        kind: int,
+        make: Callable[[EntryView, int], Record],
+        then: Callable[[], None] | None = None,
+    ) -> Published:
+        """Publish the next record of *name*, claiming the name if it is new.
+
+        Under the entry's writer lock: reads the current record, calls
+        ``make(current, name_hash)`` for the next one (it may raise to refuse,
+        and stamps its segment with what readers will check), writes it
+        through the seqlock, then calls *then* (e.g. marking the segment
+        PUBLISHED, which gc must only ever see after the record names it).
+        Waiters on the name are woken afterwards.
+
+        Raises
+        ------
+        RegistryFullError
+            When the name is new and the registry has no free entry.
+        ConflictError
+            When *name* is of another kind, or kept being deleted meanwhile.
+        """
+        for _ in range(100):
+            slot, gen = self.claim(name, kind)
+            self.check_kind(slot, name, kind)
+            with self.entry_lock(slot):
+                words = self.read_record(slot, gen)
+                if words is None:  # deleted between claim and lock: claim again
+                    self.forget(name)
+                    continue
+                previous = EntryView(slot, gen, kind, name, words)
+                record = make(previous, self.name_hash_at(slot))
+                self._write(slot, record)
+                if then is not None:
+                    then()
+            self.notify_entry(slot)
+            return Published(slot, gen, previous, record)
+        raise ConflictError(f"{name!r} kept being deleted while it was published", name=name)
+
+    def update(self, slot: int, generation: int,
+               change: Callable[[EntryView], Record]) -> Record | None:
+        """Rewrite entry *slot*'s record as ``change(current)`` if the entry still
+        holds *generation*; returns the new record, or None when it is gone.
+        Waiters and event watchers see the change."""
+        with self.entry_lock(slot):
+            words = self.read_record(slot, generation)
+            if words is None:
+                return None
+            view = EntryView(slot, generation, self.kind_at(slot), self.read_name(slot), words)
+            record = change(view)
+            self._write(slot, record)
+        self.notify_entry(slot)
+        return record
+
     def remove(
         self, slot: int, generation: int, only_if: Callable[[EntryView], bool] | None = None
     ) -> EntryView | None:
         """Mark entry *slot* DELETED if it still holds *generation* (and, with
         *only_if*, if its snapshot taken under the locks satisfies it); returns the
-        last snapshot (whose segments the caller unlinks) or None."""
+        last snapshot (whose segments the caller frees) or None."""
         with self.struct_lock(), self.entry_lock(slot):
             view = self.snapshot(slot)
             if view is None or view.generation != generation:
@@ -539,115 +570,53 @@ class Registry:
         self.notify_entry(slot)
         return view
 
-    # -- quota and counters -----------------------------------------------------------
-
-    def reserve(self, nbytes: int) -> None:
-        """Account *nbytes* against the namespace quota.
-
-        Raises
-        ------
-        QuotaExceededError
-            When the quota would be exceeded; nothing is reserved.
-        """
-        if quota_reserve(self.words, L.H_BYTES_USED, L.H_QUOTA_BYTES, _U64(nbytes)) == (
-            QUOTA_EXCEEDED
-        ):
-            limit = int(self.words[L.H_QUOTA_BYTES])
-            used = int(self.words[L.H_BYTES_USED])
-            raise QuotaExceededError(
-                f"writing {nbytes:,} bytes would take namespace {self.namespace!r} past its "
-                f"quota of {limit:,} bytes ({used:,} in use): delete datasets, lower "
-                "retention, or raise the quota (PUT /v1/quota)",
-                limit=limit,
-                used=used,
-                requested=nbytes,
-            )
-
-    def release(self, nbytes: int) -> None:
-        counter_release(self.words, L.H_BYTES_USED, _U64(nbytes))
-
-    def reserve_for_creation(self, nbytes: int) -> Reservation:
-        """Reserve *nbytes* of quota for a segment about to be created, recorded
-        in the header's reservation table under this process until
-        :meth:`Reservation.settle` (called right before the segment is named;
-        from then on the segment itself accounts for its bytes). A creator
-        killed in between leaves a reservation of a dead process, which
-        :meth:`recover_reservations` gives back.
-
-        Each step is ordered so that a crash can only ever leave the counter
-        too high by one reservation (between the quota add and the record of
-        its size, or between settling and naming: a few instructions), never
-        too low.
-
-        Raises
-        ------
-        QuotaExceededError
-            When the quota would be exceeded; nothing is reserved.
-        """
-        pid, start = identity()
+    def recover_dead_writers(self) -> list[str]:
+        """Complete or roll back what killed writers left half done: a writer lock
+        held by a dead process (taking it over completes its seqlock write) and
+        entries a dead claimer left CLAIMED. Returns the names recovered."""
         w = self.words
-        slot = -1
-        for i in range(L.RESERVATION_SLOTS):
-            base = L.H_RESERVATIONS + i * L.RESERVATION_WORDS
-            # a free slot's start and bytes are 0 (every releaser clears them first),
-            # so until the start is stored gc judges the claimer by its pid alone
-            if int(w[base]) == 0 and int(atomic_cas(w, base, _U64(0), _U64(pid))) == 0:
-                atomic_store(w, base + 1, _U64(start))
-                slot = i
-                break
-        res = Reservation(self, slot, nbytes)
-        try:
-            self.reserve(nbytes)
-        except BaseException:
-            res.settle()
-            raise
-        if slot >= 0:  # (a full table: untracked, as if it had one)
-            atomic_store(w, L.H_RESERVATIONS + slot * L.RESERVATION_WORDS + 2, _U64(nbytes))
-        return res
-
-    def recover_reservations(self) -> int:
-        """Give back the quota bytes of creators that died before naming their
-        segment; returns the bytes released."""
-        w = self.words
-        freed = 0
-        for i in range(L.RESERVATION_SLOTS):
-            base = L.H_RESERVATIONS + i * L.RESERVATION_WORDS
-            word = int(atomic_load(w, base))
-            if word == 0:
+        recovered = []
+        for slot in range(self.capacity):
+            state = int(w[self.ew(slot, L.E_STATE)])
+            if state == L.STATE_EMPTY:
                 continue
-            if word & _RESERVATION_LOCKED:  # a gc is clearing it: unless that gc died
-                if is_alive(word & ~_RESERVATION_LOCKED, 0):
-                    continue
-            elif is_alive(word, int(atomic_load(w, base + 1))):
-                continue
-            # lock the slot with our pid (one gc wins; a dead locker's lock is taken over),
-            # clear it, then give the bytes back
-            mine = _RESERVATION_LOCKED | os.getpid()
-            if int(atomic_cas(w, base, _U64(word), _U64(mine))) != word:
-                continue
-            nbytes = int(atomic_load(w, base + 2))  # final: its writer is dead
-            _free_reservation(w, base)
-            self.release(nbytes)
-            freed += nbytes
-        return freed
+            owner = int(atomic_load(w, self.ew(slot, L.E_LOCK)))
+            start = int(atomic_load(w, self.ew(slot, L.E_LOCK_START)))
+            if owner and not is_alive(owner, start):
+                with self.entry_lock(slot):  # taking it over completes the dead publish
+                    pass
+                recovered.append(self.read_name(slot))
+            if state == L.STATE_CLAIMED:
+                # a claimer died inside the structure lock: the slot is free again
+                with self.struct_lock():
+                    if int(w[self.ew(slot, L.E_STATE)]) == L.STATE_CLAIMED:
+                        w[self.ew(slot, L.E_STATE)] = L.STATE_DELETED
+                        recovered.append(self.read_name(slot))
+        return recovered
+    # -- counters --------------------------------------------------------------------
 
     def _dec(self, idx: int, n: int) -> None:
         counter_release(self.words, idx, _U64(n))
 
-    def count(self, idx: int, n: int = 1) -> None:
-        atomic_fetch_add(self.words, idx, _U64(n))
+    def count_put(self) -> None:
+        atomic_fetch_add(self.words, L.H_STAT_PUTS, _U64(1))
 
-    @property
-    def quota(self) -> int | None:
-        q = int(atomic_load(self.words, L.H_QUOTA_BYTES))
-        return q or None
+    def count_reaped(self, n: int) -> None:
+        atomic_fetch_add(self.words, L.H_STAT_REAPED, _U64(n))
 
-    def set_quota(self, max_bytes: int | None) -> None:
-        atomic_store(self.words, L.H_QUOTA_BYTES, _U64(max_bytes or 0))
-
-    @property
-    def bytes_used(self) -> int:
-        return int(atomic_load(self.words, L.H_BYTES_USED))
+    def stats(self) -> RegistryStats:
+        """The namespace's counters (for metrics)."""
+        w = self.words
+        return RegistryStats(
+            puts=int(atomic_load(w, L.H_STAT_PUTS)),
+            deletes=int(atomic_load(w, L.H_STAT_DELETES)),
+            reaped=int(atomic_load(w, L.H_STAT_REAPED)),
+            live_entries=int(atomic_load(w, L.H_LIVE_ENTRIES)),
+            capacity=self.capacity,
+            bytes_used=self.bytes_used,
+            quota_bytes=self.quota or 0,
+            events=self.event_seq(),
+        )
 
     # -- events ------------------------------------------------------------------------
 
@@ -689,18 +658,21 @@ class Registry:
         """Segment ids that some LIVE entry references (current and retained)."""
         refs: set[int] = set()
         for view in self.entries():
-            refs.update(view.history())
-            sid = view.field(L.R_SEGMENT_ID)
-            if sid:
-                refs.add(sid)
+            refs |= view.segments()
         return refs
+
+    def free(self, seg: Segment, seen_word: int | None = None) -> int:
+        """Reclaim *seg* (see :func:`arrowshm._shm.header.reclaim`) and give its
+        bytes back to the quota; returns them (0 if another process was first)."""
+        freed = header.reclaim(seg, seen_word)
+        if freed:
+            self.release(freed)
+        return freed
 
     def unlink_segment(self, segment_id: int) -> int:
         """Free a segment this namespace no longer references and release its
         bytes from the quota; returns the bytes freed (0 if it was gone, or
         another process claimed it first)."""
-        from ._pin import reclaim
-
         name = self.segment_name(segment_id)
         try:
             seg = Segment.open(name, writable=True)
@@ -712,15 +684,17 @@ class Registry:
                 return 0
             self.release(st.st_size)
             return int(st.st_size)
-        return reclaim(self, seg)
+        return self.free(seg)
 
 
 _registries: dict[str, Registry] = {}
 _registries_lock = threading.Lock()
 
 
-def get_registry(namespace: str) -> Registry:
-    """The registry of *namespace*, mapped once per process."""
+def registry_of(namespace: str) -> Registry:
+    """The registry of *namespace*, mapped once per process (every user of a
+    namespace in a process must share one: its locks serialize the process's
+    threads before the cross-process lock words)."""
     reg = _registries.get(namespace)
     if reg is None:
         with _registries_lock:
@@ -732,6 +706,17 @@ def get_registry(namespace: str) -> Registry:
 
 
 def forget_registry(namespace: str) -> None:
-    """Drop this process's mapping handle of *namespace*'s registry (tests, after unlinking)."""
+    """Drop this process's mapping handle of *namespace*'s registry (tests, after
+    unlinking every object of the namespace)."""
     with _registries_lock:
         _registries.pop(namespace, None)
+
+
+def _forget_all_in_child() -> None:
+    # a forked child must not share its parent's thread locks (one may be held)
+    global _registries_lock
+    _registries.clear()
+    _registries_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_all_in_child)

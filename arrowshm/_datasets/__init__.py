@@ -1,0 +1,1 @@
+"""Datasets: named, versioned, immutable tables (put, get/wait, build, lifecycle)."""

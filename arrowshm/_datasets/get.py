@@ -1,0 +1,340 @@
+"""Reading datasets: get (zero-copy), info, list, wait.
+
+``get`` pins the version's segment and wraps the payload with ``pyarrow.ipc``
+— every buffer of the table points into the mapping; its cost depends on the
+number of columns and batches, not on bytes. A reader reuses the mapping of a
+segment it read before (:mod:`arrowshm._shm.mapcache`) and, for a single-batch
+version of a schema it already parsed, decodes just the batch message (the
+header's batch locator, FORMAT.md).
+
+Each process keeps the newest table it mapped per name (one per name, so a
+superseded version is released at the next ``get`` of that name): a repeated
+``get`` of an unchanged version returns it without touching the segment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from .._arrow import PARSE_ERRORS
+from .._errors import (
+    ArrowShmError,
+    CorruptSegmentError,
+    InvalidArgumentError,
+    NotFoundError,
+    WaitTimeoutError,
+    from_status,
+)
+from .._info import DatasetInfo
+from .._names import validate_name
+from .._proc import identity
+from .._shm import header
+from .._shm import layout as L
+from .._shm.context import Context
+from .._shm.mapcache import (
+    ReaderPin,
+    collect,
+    flush_releases,
+    release_later,
+    release_soon,
+    take_idle,
+)
+from .._shm.registry import EntryView
+from .._shm.segment import Segment
+from ..kernels.pins import PIN_BAD_FORMAT, PIN_OK, PIN_STALE, pin_version
+from .entries import Recycled, dataset_entry, make_info, resolve
+
+__all__ = ["clear_cache", "forget_table", "get", "info", "list_datasets", "wait"]
+
+_GET_RETRIES = 64
+_HAS_TO_TABLE = hasattr(pa.RecordBatch, "to_table")
+
+
+@dataclass
+class _Cached:
+    version: int
+    segment_id: int
+    table: pa.Table
+    schema_fp: int  # fingerprint of table.schema, from the segment header
+
+
+# (namespace, name) -> newest version this process mapped
+_cache: dict[tuple[str, str], _Cached] = {}
+_cache_lock = threading.Lock()
+
+
+def _cache_put(key: tuple[str, str], version: int, segment_id: int, table: pa.Table,
+               schema_fp: int) -> None:
+    with _cache_lock:
+        cur = _cache.get(key)
+        if cur is None or cur.version <= version:
+            _cache[key] = _Cached(version, segment_id, table, schema_fp)
+    if cur is not None:
+        release_soon(cur)  # not on this get's path (see arrowshm._shm.mapcache)
+
+
+def forget_table(ctx: Context, name: str) -> None:
+    """Drop this process's cached table of *name* (tables handed out stay valid)."""
+    with _cache_lock:
+        _cache.pop((ctx.namespace, name), None)
+
+
+def clear_cache() -> None:
+    """Drop this process's cached tables and idle mappings (tables already handed
+    out stay valid)."""
+    with _cache_lock:
+        _cache.clear()
+    flush_releases()
+
+
+def _pin_version(ctx: Context, segment_id: int, version: int, view: EntryView,
+                 schema_fp: int) -> tuple[Segment, ReaderPin, int, int, int, int]:
+    """Map (or reuse an idle mapping of) the segment of *version* and pin it:
+    (segment, pin, payload offset, length, batch offset, batch length); see
+    :func:`arrowshm.kernels.pins.pin_version`.
+
+    Raises
+    ------
+    NotFoundError
+        When the segment is gone (retired since the registry was read).
+    Recycled
+        When it now holds another version (recycled since).
+    CorruptSegmentError, FormatVersionError
+        When its header is not one this arrowshm can read.
+    """
+    reg = ctx.registry
+    shm_name = reg.segment_name(segment_id)
+    key = (shm_name, reg.created_ns, reg.creator_pid)
+    seg = take_idle(key) or Segment.open(shm_name, writable=True)
+    pid, start = identity()
+    status, slot, off, n, boff, blen = pin_version(
+        seg.words, seg.size, L.SEGMENT_MAGIC, L.FORMAT_VERSION, pid, start, version,
+        view.generation, reg.name_hash_at(view.slot), schema_fp,
+    )  # fmt: skip
+    if status == PIN_OK:
+        return seg, ReaderPin(seg, slot, pid, key), off, n, boff, blen
+    if status == PIN_STALE:
+        release_later(seg)  # recycled, being rewritten or reclaimed: map it afresh
+        raise Recycled()
+    what = f"{seg.name} (dataset {view.name!r} version {version})"
+    if status == PIN_BAD_FORMAT:  # (slot carries the format version found)
+        raise from_status(status, what, "read it with the arrowshm that wrote it",
+                          shm_name=seg.name, found=slot, expected=L.FORMAT_VERSION)
+    raise from_status(status, what, "delete the dataset and put it again", shm_name=seg.name)
+
+
+def get(ctx: Context, name: str, *, version: int | None = None,
+        validate: bool = False) -> pa.Table:
+    """The latest (or a retained older) version of dataset *name*, zero-copy
+    (see :func:`arrowshm.get`)."""
+    validate_name(name)
+    collect()  # the version a previous get superseded (nothing left when wait() ran it)
+    reg = ctx.registry
+    key = (ctx.namespace, name)
+    for attempt in range(_GET_RETRIES):
+        view = dataset_entry(reg, name)
+        want, seg_id = resolve(view, version, ctx.namespace)
+        cached = _cache.get(key)
+        if cached is not None and cached.version == want and cached.segment_id == seg_id:
+            if validate:
+                _validate(cached.table, name)
+            return cached.table
+        try:
+            seg, p, off, n, boff, blen = _pin_version(
+                ctx, seg_id, want, view, cached.schema_fp if cached is not None else 0
+            )
+        except (NotFoundError, Recycled):
+            # retired or recycled between reading the entry and opening it: read it again
+            reg.forget(name)
+            if attempt > 8:
+                time.sleep(0.0001 * attempt)
+            continue
+        # every buffer of the table keeps `p` alive; the last one freed releases the pin
+        if blen and cached is not None:
+            # one record batch of a schema this process already parsed (same fingerprint)
+            buf = pa.foreign_buffer(seg.address + off + boff, blen, base=p)
+            table = _read_batch(buf, cached.table.schema, name, seg.name)
+            fp = cached.schema_fp
+        else:
+            buf = pa.foreign_buffer(seg.address + off, n, base=p)
+            table = _read_table(buf, name, seg.name)
+            fp = header.schema_fp(seg)
+        if validate or seg.owner_uid != os.getuid():
+            _validate(table, name)
+        if version is None or want == view.version:
+            _cache_put(key, want, seg_id, table, fp)
+        return table
+    raise NotFoundError(f"{name!r} kept changing while it was read; try again", name=name)
+
+
+def _read_table(buf: pa.Buffer, name: str, shm_name: str) -> pa.Table:
+    try:
+        return pa.ipc.open_stream(buf).read_all()
+    except PARSE_ERRORS as exc:
+        raise CorruptSegmentError(
+            f"{shm_name} (dataset {name!r}) does not hold a valid Arrow stream: {exc}; "
+            "delete the dataset and put it again",
+            name=name,
+            shm_name=shm_name,
+        ) from exc
+
+
+def _read_batch(buf: pa.Buffer, schema: pa.Schema, name: str, shm_name: str) -> pa.Table:
+    try:
+        batch = pa.ipc.read_record_batch(buf, schema)
+        if _HAS_TO_TABLE:  # (pyarrow >= 16) half the cost of Table.from_batches
+            return batch.to_table()
+        return pa.Table.from_batches([batch], schema)
+    except PARSE_ERRORS as exc:
+        raise CorruptSegmentError(
+            f"{shm_name} (dataset {name!r}) does not hold a valid Arrow record batch: "
+            f"{exc}; delete the dataset and put it again",
+            name=name,
+            shm_name=shm_name,
+        ) from exc
+
+
+def _validate(table: pa.Table, name: str) -> None:
+    try:
+        table.validate(full=True)
+    except (pa.ArrowException, UnicodeDecodeError, ValueError, KeyError) as exc:
+        raise CorruptSegmentError(
+            f"dataset {name!r} failed Arrow validation: {exc}", name=name
+        ) from exc
+
+
+def _open_version(ctx: Context, segment_id: int, version: int,
+                  view: EntryView) -> tuple[Segment, int, int, int]:
+    """Map the segment of *version* read-only, unpinned (for its schema and size):
+    (segment, payload offset, length, state word).
+
+    Raises
+    ------
+    NotFoundError
+        When the segment is gone (retired since the registry was read).
+    Recycled
+        When it now holds another version (recycled since).
+    """
+    reg = ctx.registry
+    seg = Segment.open(reg.segment_name(segment_id))
+    header.check(seg, f"dataset {view.name!r}")
+    found = header.published_payload(seg, version, view.generation,
+                                     reg.name_hash_at(view.slot))
+    if found is None:
+        raise Recycled()
+    off, n, word = found
+    return seg, off, n, word
+
+
+def _schema_of(ctx: Context, view: EntryView, version: int, seg_id: int) -> pa.Schema:
+    cached = _cache.get((ctx.namespace, view.name))
+    if cached is not None and cached.segment_id == seg_id and cached.version == version:
+        return cached.table.schema
+    seg, off, n, word = _open_version(ctx, seg_id, version, view)
+    try:
+        schema = pa.ipc.open_stream(pa.py_buffer(seg.mm).slice(off, n)).schema
+    except PARSE_ERRORS as exc:
+        if header.state_word(seg) != word:
+            raise Recycled() from exc
+        raise CorruptSegmentError(f"dataset {view.name!r} has an invalid schema: {exc}",
+                                  name=view.name) from exc
+    if header.state_word(seg) != word:  # recycled while the schema was parsed
+        raise Recycled()
+    return schema
+
+
+def info(ctx: Context, name: str, version: int | None = None) -> DatasetInfo:
+    """Describe *version* (the latest by default) of dataset *name* without mapping
+    its data (see :func:`arrowshm.info`)."""
+    validate_name(name)
+    reg = ctx.registry
+    for _ in range(_GET_RETRIES):
+        view = dataset_entry(reg, name)
+        want, seg_id = resolve(view, version, ctx.namespace)
+        try:
+            schema = _schema_of(ctx, view, want, seg_id)
+        except (NotFoundError, Recycled):
+            reg.forget(name)
+            continue
+        result = make_info(ctx.namespace, name, view, schema, want, reg.segment_name(seg_id))
+        if want != view.version:  # an older version: its sizes are in its own header
+            try:
+                seg, _, n, word = _open_version(ctx, seg_id, want, view)
+                rows = header.num_rows(seg)
+                if header.state_word(seg) != word:
+                    raise Recycled()
+            except (NotFoundError, Recycled):
+                reg.forget(name)
+                continue
+            result = dataclasses.replace(result, num_rows=rows, nbytes=n)
+        return result
+    raise NotFoundError(f"{name!r} kept changing while it was read; try again", name=name)
+
+
+def list_datasets(ctx: Context) -> list[DatasetInfo]:
+    """Every live dataset of the namespace, sorted by name."""
+    reg = ctx.registry
+    out = []
+    now = time.time_ns()
+    for view in reg.entries():
+        if view.kind != L.KIND_DATASET or view.version == 0 or view.expired(now):
+            continue
+        try:
+            schema = _schema_of(ctx, view, view.version, view.segment_id)
+        except (ArrowShmError, Recycled):
+            continue  # replaced or deleted while listing
+        out.append(make_info(ctx.namespace, view.name, view, schema, view.version,
+                             reg.segment_name(view.segment_id)))
+    return sorted(out, key=lambda i: i.name)
+
+
+def wait(ctx: Context, name: str, *, after_version: int = 0,
+         timeout: float | None = None) -> DatasetInfo:
+    """Block until dataset *name* has a version newer than *after_version* (see
+    :func:`arrowshm.wait`)."""
+    validate_name(name)
+    if isinstance(after_version, bool) or not isinstance(after_version, int) or (
+        after_version < 0
+    ):
+        raise InvalidArgumentError(
+            f"after_version must be a non-negative int, not {after_version!r}",
+            after_version=after_version,
+        )
+    if timeout is not None and not 0 <= timeout < float("inf"):
+        raise InvalidArgumentError(f"timeout must be None or >= 0 seconds, not {timeout!r}",
+                                   timeout=timeout)
+    reg = ctx.registry
+    collect()  # release superseded versions now, while there is nothing else to do
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        remaining = 3600.0 if deadline is None else deadline - time.monotonic()
+        event_seq = reg.event_seq()
+        found = reg.cached_lookup(name)
+        if found is not None:
+            try:
+                view: EntryView | None = dataset_entry(reg, name)
+            except NotFoundError:
+                view = None
+            if view is not None and view.version > after_version:
+                return info(ctx, name)
+            if view is not None and remaining > 0:
+                # sleep on the entry's own futex, in slices so a delete is noticed
+                reg.wait_version(view.slot, after_version, min(remaining, 0.25))
+                if deadline is None or time.monotonic() < deadline:
+                    continue
+        elif remaining > 0:
+            reg.wait_event(event_seq, min(remaining, 0.25))  # wait for the name to appear
+            if deadline is None or time.monotonic() < deadline:
+                continue
+        raise WaitTimeoutError(
+            f"no version of {name!r} newer than {after_version} within {timeout} s",
+            name=name,
+            after_version=after_version,
+            timeout=timeout,
+        )

@@ -1,0 +1,176 @@
+"""Writing a dataset version: size it, write it once into a segment, publish it.
+
+A version lives in its own segment: a 4 KiB header, then the table as an Arrow
+IPC stream written straight into the mapping (sized beforehand by a counting
+pass). Publishing is one seqlock write of the registry entry
+(:meth:`arrowshm._shm.registry.Registry.publish`), so a reader sees either the
+previous version or the new one, whole. Versions beyond the retention count
+are retired (:func:`arrowshm._datasets.lifecycle.retire`).
+
+The segment comes from this process's pool of retired segments when one fits
+(pages already faulted in: the copy runs at memcpy speed), else it is created.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import pyarrow as pa
+
+from .._arrow import IPC_OPTIONS, schema_fingerprint
+from .._errors import ConflictError
+from .._info import DatasetInfo
+from .._names import validate_name
+from .._proc import identity
+from .._shm import header
+from .._shm import layout as L
+from .._shm.context import Context
+from .._shm.registry import EntryView, Record, retain_history
+from .._shm.segment import Segment
+from .entries import make_info
+from .inputs import check_retain, check_ttl, to_table
+from .lifecycle import retire
+
+__all__ = ["allocate_segment", "publish_version", "put"]
+
+_PARALLEL_COPY_BYTES = 32 << 20
+_CONTINUATION = b"\xff\xff\xff\xff"
+
+
+def put(ctx: Context, name: str, data: Any, *, retain: int = 1,
+        ttl: float | None = None) -> DatasetInfo:
+    """Publish *data* as the next version of dataset *name* (see :func:`arrowshm.put`)."""
+    validate_name(name)
+    retain = check_retain(retain)
+    ttl_ns = check_ttl(ttl)
+    table = to_table(data)
+    reg = ctx.registry
+    existing = reg.lookup(name)
+    if existing is not None:
+        reg.check_kind(existing[0], name, L.KIND_DATASET)
+
+    sink = pa.MockOutputStream()
+    with pa.ipc.new_stream(sink, table.schema, options=IPC_OPTIONS) as w:
+        w.write_table(table)
+    data_bytes = sink.size()
+    seg_bytes = L.SEGMENT_HEADER_BYTES + data_bytes
+    schema_message = table.schema.serialize()
+    fp = schema_fingerprint(table.schema, schema_message)
+
+    seg_id, seg, fresh = allocate_segment(ctx, seg_bytes)
+    published = False
+    try:
+        header.begin_version(seg, data_bytes, fresh=fresh)
+        end = L.SEGMENT_HEADER_BYTES + data_bytes
+        out = pa.FixedSizeBufferWriter(  # (a slice of a py_buffer would be immutable)
+            pa.py_buffer(memoryview(seg.mm)[L.SEGMENT_HEADER_BYTES:end])
+        )
+        if data_bytes >= _PARALLEL_COPY_BYTES:
+            out.set_memcopy_threads(min(4, os.cpu_count() or 1))
+        with pa.ipc.new_stream(out, table.schema, options=IPC_OPTIONS) as w:
+            w.write_table(table)
+            batch = _single_batch(w, schema_message.size, out.tell(), seg.mm)
+        header.seal(seg, table.num_rows, fp)
+        info = publish_version(ctx, name, seg, seg_id, data_bytes, table.num_rows, fp,
+                               retain, ttl_ns, table.schema, batch)
+        published = True
+    finally:
+        if not published:
+            reg.free(seg)
+    return info
+
+
+def _single_batch(
+    writer: pa.ipc.RecordBatchStreamWriter, start: int, end: int, mm: Any
+) -> tuple[int, int] | None:
+    """(offset, length) in the payload of the only record-batch message just
+    written (the stream begins with the schema message, *start* bytes), or None
+    when there are several batches or dictionary batches."""
+    stats = writer.stats
+    if stats.num_record_batches != 1 or stats.num_dictionary_batches != 0:
+        return None
+    at = L.SEGMENT_HEADER_BYTES + start
+    if not 0 < start < end or mm[at : at + 4] != _CONTINUATION:
+        return None  # (never seen: a writer that frames messages differently)
+    return start, end - start
+
+
+def allocate_segment(ctx: Context, seg_bytes: int) -> tuple[int, Segment, bool]:
+    """A segment of at least *seg_bytes* in state WRITING: a recycled one from this
+    process's pool when one fits, else a new one. Returns (id, segment, fresh).
+
+    Raises
+    ------
+    QuotaExceededError, ShmFullError
+        For a new segment that does not fit (nothing is created).
+    """
+    taken = ctx.pool.take(seg_bytes)
+    if taken is not None:
+        return taken[0], taken[1], False  # pages already faulted in
+    reg = ctx.registry
+    res = reg.reserve_for_creation(seg_bytes)
+
+    def init(seg: Segment) -> None:
+        header.init_fresh(seg)
+        res.settle()  # named next: from then on the segment accounts for its bytes
+
+    try:
+        seg_id = reg.new_segment_id()
+        seg = Segment.create(reg.segment_name(seg_id), seg_bytes, populate=True, init=init)
+    except BaseException:
+        res.cancel()
+        raise
+    return seg_id, seg, True
+
+
+def publish_version(
+    ctx: Context,
+    name: str,
+    seg: Segment,
+    seg_id: int,
+    data_bytes: int,
+    num_rows: int,
+    fp: int,
+    retain: int,
+    ttl_ns: int,
+    schema: pa.Schema,
+    batch: tuple[int, int] | None = None,
+) -> DatasetInfo:
+    """Make the SEALED *seg* the next version of *name*; retire what falls out of
+    retention. *batch* locates the payload's only record-batch message.
+
+    Raises
+    ------
+    ConflictError
+        When *name* is a stream.
+    RegistryFullError
+        When *name* is new and the registry is full.
+    """
+    pid, start = identity()
+    retired: list[int] = []
+
+    def make(old: EntryView, name_hash: int) -> Record:
+        if old.kind != L.KIND_DATASET:  # (publish checked the kind; never reached)
+            raise ConflictError(f"{name!r} is not a dataset", name=name)
+        version = old.version + 1
+        keep, out = retain_history([seg_id, *old.history()], retain)
+        retired[:] = out
+        header.stamp_published(seg, version, name_hash, old.generation, batch)
+        now = time.time_ns()
+        return Record(
+            version=version, segment_id=seg_id, segment_bytes=seg.size, data_bytes=data_bytes,
+            num_rows=num_rows, schema_fp=fp, created_ns=old.created_ns or now, updated_ns=now,
+            ttl_ns=ttl_ns, retain=retain, owner_pid=pid, owner_start=start, history=keep,
+        )  # fmt: skip
+
+    reg = ctx.registry
+    # only once the record names it: PUBLISHED + unreferenced means "retired" to gc
+    done = reg.publish(name, L.KIND_DATASET, make,
+                       then=lambda: header.set_state(seg, L.SEG_PUBLISHED))
+    ctx.remember_own(seg_id, seg)
+    reg.count_put()
+    retire(ctx, retired)
+    return make_info(ctx.namespace, name, done.record, schema, done.record.version,
+                     reg.segment_name(seg_id))

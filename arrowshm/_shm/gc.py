@@ -1,0 +1,149 @@
+"""Reclaiming what crashed or finished processes left in /dev/shm.
+
+A data segment may be removed when no LIVE registry entry references it and
+either it was PUBLISHED (so it has been retired: a published segment is never
+referenced again once dropped) or its creator is dead (so it can never be
+published). A segment in WRITING/SEALED state whose creator lives is a put in
+progress and is kept.
+
+The order of the checks matters: each segment's header state and creator
+liveness are read *before* the registry snapshot of references. A writer sets
+PUBLISHED only after its seqlock write made the reference visible, so a
+segment seen PUBLISHED is either referenced in the later snapshot or retired
+for good; and a creator seen dead can no longer publish.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .._errors import ArrowShmError
+from .._info import GcReport
+from .._names import SHM_PREFIX, parse_segment_shm_name
+from .._proc import is_alive
+from . import header
+from . import layout as L
+from .context import Context
+from .mapcache import collect as collect_superseded
+from .mapcache import drop_idle
+from .registry import EntryView
+from .segment import Segment, list_names, object_stat, unlink
+
+__all__ = ["collect", "drop_entry"]
+
+_UNINITIALIZED_GRACE_S = 60.0
+
+
+def collect(ctx: Context) -> GcReport:
+    """Reclaim every object of *ctx*'s namespace that nothing live needs (see the
+    module docstring); returns what was reclaimed."""
+    reg = ctx.registry
+    report = GcReport()
+    report.recovered.extend(reg.recover_dead_writers())
+    report.quota_recovered = reg.recover_reservations()
+    _sweep_entries(ctx, report)
+    _reclaim_segments(ctx, report)
+    if report.segments or report.expired:
+        reg.count_reaped(len(report.segments) + len(report.expired))
+    return report
+
+
+def drop_entry(ctx: Context, slot: int, generation: int) -> tuple[EntryView, int] | None:
+    """Delete entry *slot* if it still holds *generation* and free every segment it
+    references now (tables that processes hold stay valid: their mappings keep the
+    memory). Returns the entry's last snapshot and the bytes freed, or None when it
+    was already gone."""
+    reg = ctx.registry
+    removed = reg.remove(slot, generation)
+    if removed is None:
+        return None
+    freed = 0
+    for sid in removed.segments():
+        freed += reg.unlink_segment(sid)
+        ctx.take_own(sid)  # free the memory now, not at exit
+    return removed, freed
+
+
+def _abandoned(view: EntryView) -> bool:
+    """A dataset name claimed by a writer that died before publishing a version."""
+    owner = view.owner_pid
+    return (view.kind == L.KIND_DATASET and view.version == 0 and owner != 0
+            and not is_alive(owner, view.owner_start))
+
+
+def _sweep_entries(ctx: Context, report: GcReport) -> None:
+    """One pass over the live entries: delete those whose TTL passed and names whose
+    claimer died before publishing a first version."""
+    reg = ctx.registry
+    now = time.time_ns()
+    for view in list(reg.entries()):
+        if _abandoned(view):
+            if reg.remove(view.slot, view.generation, _abandoned):
+                report.recovered.append(view.name)
+            continue
+        if view.expired(now):
+            dropped = drop_entry(ctx, view.slot, view.generation)
+            if dropped is not None:
+                report.bytes_freed += dropped[1]
+                report.expired.append(view.name)
+
+
+def _reclaim_segments(ctx: Context, report: GcReport) -> None:
+    reg = ctx.registry
+    report.pooled = ctx.drain()  # an explicit gc frees this process's pool too
+    ctx.prune_own()
+    collect_superseded()
+    drop_idle()  # idle reader mappings would keep the memory of what gc unlinks
+    # (segment id, name, mapping or None, state word seen, removable unless referenced)
+    candidates: list[tuple[int, str, Segment | None, int, bool]] = []
+    for shm in list_names(f"{SHM_PREFIX}{reg.namespace}-"):
+        sid = parse_segment_shm_name(reg.namespace, shm)
+        if sid is None:
+            continue
+        st = object_stat(shm)
+        if st is None:
+            continue
+        if st.st_size < L.SEGMENT_HEADER_BYTES:
+            # created but never sized (its writer died between shm_open and fallocate)
+            old = time.time() - st.st_mtime > _UNINITIALIZED_GRACE_S
+            candidates.append((sid, shm, None, 0, old))
+            continue
+        try:
+            seg = Segment.open(shm, writable=True)
+        except ArrowShmError:
+            continue  # gone, or another user's
+        seen = header.facts(seg)
+        if seen is None:
+            del seg
+            # being created (not yet sized/stamped) or foreign: remove only when old
+            st = object_stat(shm)
+            old = st is not None and time.time() - st.st_mtime > _UNINITIALIZED_GRACE_S
+            candidates.append((sid, shm, None, 0, old))
+            continue
+        if seen.state in (L.SEG_PUBLISHED, L.SEG_RECLAIMING):
+            removable = True  # retired (or its reclaimer died before unlinking)
+        else:  # WRITING, SEALED, POOLED: only its owner may still use it
+            removable = not seen.creator_alive
+        candidates.append((sid, shm, seg, seen.word, removable))
+    referenced = reg.referenced_segments()  # read last: see the module docstring
+    for sid, shm, mapped, word, removable in candidates:
+        if sid in referenced:
+            continue
+        if not removable:
+            report.kept += 1
+            continue
+        if mapped is None or L.state_of(word) == L.SEG_RECLAIMING:
+            st = object_stat(shm)
+            removed = st is not None and unlink(shm)
+            freed = int(st.st_size) if st is not None and removed else 0
+            if removed and mapped is not None:
+                reg.release(freed)
+            # (an unstamped object never settled its creator's reservation, which
+            # recover_reservations gives back: releasing its size too would count twice)
+        else:
+            freed = reg.free(mapped, word)  # fails if the segment changed since inspected
+            removed = freed > 0
+        if removed:
+            report.segments.append(shm)
+            report.bytes_freed += freed
+

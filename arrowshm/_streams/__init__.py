@@ -1,0 +1,1 @@
+"""Streams: bounded rings of record batches, one writer, many readers."""
