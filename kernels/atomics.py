@@ -14,8 +14,9 @@ Why atomics even for "plain" words
 Reading or writing a shared word with ordinary indexing (``a[i]``) is a data
 race in the language model and the optimizer exploits it: a spin loop on
 ``a[i]`` compiled to an infinite ``jmp .``, and a seqlock writer's odd store
-was deleted (both seen on this project's machines). Relaxed (``monotonic``) atomics cost the same as a
-plain ``mov`` on x86-64 but forbid those transformations, so every access to a
+was deleted (both seen on this project's machines). Relaxed (``monotonic``)
+atomics cost the same as a plain ``mov`` on x86-64 but forbid those
+transformations, so every access to a
 word another process may touch concurrently goes through this module.
 
 Orderings (LLVM names, C11 meaning)
