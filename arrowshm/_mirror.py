@@ -15,9 +15,18 @@ When the remote goes away the mirror reconnects with exponential backoff
 versions, version lag, staleness in seconds - is kept in a small JSON status
 record under the runtime directory
 (``$XDG_RUNTIME_DIR/arrowshm/mirrors/<ns>/`` else
-``/tmp/arrowshm-<uid>/mirrors/<ns>/``), one file per mirror, written
+``/tmp/arrowshm-<euid>/mirrors/<ns>/``), one file per mirror, written
 atomically (rename) on every change; ``arrowshm mirror --status`` and the
 service's ``/metrics`` read it (:func:`mirror_statuses`).
+
+Each level of that directory (``arrowshm``/``arrowshm-<euid>``, ``mirrors``,
+``<ns>``) must be a real directory (not a symlink) owned by the effective uid
+that neither group nor other may write (:func:`arrowshm._client.check_private_dir`;
+the mirror creates them 0700): in /tmp another user could have made them first.
+A :class:`Mirror` refuses to start on a directory that fails the check
+(:class:`~arrowshm.AccessDeniedError`); :func:`mirror_statuses` ignores it
+(no records), and skips any record that is not a regular file of the
+effective uid.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,7 +45,8 @@ from urllib.parse import quote
 import pyarrow as pa
 
 from . import _errors
-from ._errors import ArrowShmError, InvalidArgumentError, WaitTimeoutError
+from ._client import check_private_dir, runtime_dir
+from ._errors import AccessDeniedError, ArrowShmError, InvalidArgumentError, WaitTimeoutError
 from ._info import DatasetInfo
 from ._names import current_namespace, validate_name
 from ._namespace import Namespace
@@ -79,14 +90,36 @@ def raise_from_flight(exc: Exception) -> None:
     raise exc
 
 
-def _runtime_dir() -> Path:
-    runtime = os.environ.get("XDG_RUNTIME_DIR", "").strip()
-    return Path(runtime) / "arrowshm" if runtime else Path(f"/tmp/arrowshm-{os.getuid()}")
-
-
 def status_dir(namespace: str | None = None) -> Path:
     """Directory of the status records of *namespace*'s mirrors."""
-    return _runtime_dir() / "mirrors" / (namespace or current_namespace())
+    return runtime_dir() / "mirrors" / (namespace or current_namespace())
+
+
+def _status_levels(directory: Path) -> list[Path]:
+    """The directories of ours that lead to *directory*, outermost first."""
+    return [directory.parent.parent, directory.parent, directory]
+
+
+def _check_status_dir(directory: Path) -> None:
+    """Raise AccessDeniedError unless every level of *directory* is private to us."""
+    for level in _status_levels(directory):
+        check_private_dir(level)
+
+
+def _make_status_dir(directory: Path) -> None:
+    """Create *directory*'s levels (mode 0700) where missing and check every level.
+
+    Raises
+    ------
+    AccessDeniedError
+        When a level exists and is not a private directory of ours.
+    """
+    levels = _status_levels(directory)
+    levels[0].parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # $XDG_RUNTIME_DIR, /tmp
+    for level in levels:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(level, 0o700)
+        check_private_dir(level)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -166,11 +199,13 @@ def mirror_statuses(namespace: str | None = None) -> list[MirrorStatus]:
     a mirror whose process is gone shows as ``dead``."""
     out: list[MirrorStatus] = []
     directory = status_dir(namespace)
-    if not directory.is_dir():
-        return out
+    try:
+        _check_status_dir(directory)
+    except (FileNotFoundError, AccessDeniedError):
+        return out  # none yet, or made by another user: nothing in it is ours to show
     for path in sorted(directory.glob("*.json")):
         try:
-            raw = json.loads(path.read_text())
+            raw = json.loads(_read_own_file(path))
             st = MirrorStatus(**{k: raw[k] for k in MirrorStatus.__dataclass_fields__
                                  if k in raw})
         except (OSError, ValueError, TypeError, KeyError):
@@ -179,6 +214,19 @@ def mirror_statuses(namespace: str | None = None) -> list[MirrorStatus]:
             st.state = "dead"
         out.append(st)
     return out
+
+
+def _read_own_file(path: Path) -> str:
+    """The text of *path* if it is a regular file of our effective uid (never through
+    a symlink); OSError otherwise."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            raise PermissionError(f"{path} is not a file of ours")
+        return os.read(fd, 1 << 20).decode()
+    finally:
+        os.close(fd)
 
 
 class _Partial(Exception):
@@ -219,6 +267,9 @@ class Mirror:
         When *name* or *local_name* is not a valid name.
     InvalidArgumentError
         When *kind* or a number is out of range, or pyarrow lacks Flight.
+    AccessDeniedError
+        When the status directory (see the module docstring) exists but is not a
+        private directory of this user: another user may have made it.
     """
 
     def __init__(self, uri: str, name: str, *, local_name: str | None = None,
@@ -252,6 +303,7 @@ class Mirror:
         self._client: Any = None
         self._status = MirrorStatus(local_name, name, uri)
         self._status_path = status_dir(self.namespace) / (quote(local_name, safe="") + ".json")
+        _make_status_dir(self._status_path.parent)  # refuses a directory another user made
         self.versions_published = 0
 
     # -- status ---------------------------------------------------------------------
@@ -275,9 +327,14 @@ class Mirror:
 
     def _write_status(self, st: MirrorStatus) -> None:
         try:
-            self._status_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # checked again at every write: the directory may have been removed meanwhile
+            _make_status_dir(self._status_path.parent)
             tmp = self._status_path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(asdict(st)))
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()  # a leftover of ours: the directory is private
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(asdict(st)))
             os.replace(tmp, self._status_path)
         except OSError:  # the status record is advisory; never stop mirroring for it
             pass
