@@ -53,4 +53,4 @@ def test_no_route_answers_with_a_server_error() -> None:
             n = _check_operation(op)
             assert n > 0
             checked.append(f"{op.method.upper()} {op.path}")
-    assert len(checked) == 13, checked
+    assert len(checked) == 14, checked  # 14: POST /v1/streams/{name}/readers/{reader_id}/evict
