@@ -145,8 +145,19 @@ def _cmd_mirror(args: argparse.Namespace) -> int:
         return 0
     if args.name is None:
         raise SystemExit("arrowshm mirror: give URI and NAME (or --status)")
+    if args.token is not None and args.token_file is not None:
+        raise SystemExit("arrowshm mirror: use --token-file or --token, not both")
+    token = args.token
+    if args.token_file is not None:
+        from ._client import read_token_file
+
+        token = read_token_file(args.token_file)
+    elif args.token is not None:
+        print("arrowshm mirror: warning: --token is visible to every user of this host "
+              "(ps, /proc); prefer ARROWSHM_TOKEN or --token-file", file=sys.stderr,
+              flush=True)
     tls_roots = args.tls_root_cert.read_bytes() if args.tls_root_cert else None
-    m = Mirror(args.uri, args.name, local_name=args.local_name, token=args.token,
+    m = Mirror(args.uri, args.name, local_name=args.local_name, token=token,
                tls_root_certs=tls_roots, kind=args.kind, retain=args.retain,
                poll_timeout=args.poll)
     stop = threading.Event()
@@ -234,7 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
     mi.add_argument("name", nargs="?", help="remote dataset or stream")
     mi.add_argument("--as", dest="local_name", default=None, metavar="LOCAL_NAME",
                     help="local name (default: NAME)")
-    mi.add_argument("--token", default=None, help="remote token (default: $ARROWSHM_TOKEN)")
+    mi.add_argument("--token", default=None,
+                    help="remote token (default: $ARROWSHM_TOKEN); visible to every user in "
+                         "ps: prefer $ARROWSHM_TOKEN or --token-file")
+    mi.add_argument("--token-file", type=Path, default=None, metavar="PATH",
+                    help="read the remote token from PATH (a file of yours, mode 0600 or 0400)")
     mi.add_argument("--tls-root-cert", type=Path, default=None, metavar="PEM",
                     help="CA certificate of a grpc+tls remote")
     mi.add_argument("--kind", default="auto", choices=["auto", "dataset", "stream"])

@@ -16,7 +16,9 @@ RPC                what it does
 ``do_put``         descriptor path ``[name]`` or command ``{"name", "kind",
                    "retain", "ttl", "capacity_bytes", "mode"}``: a remote
                    producer's batches become a new dataset version (published
-                   only once every batch arrived) or are appended to a stream
+                   only once every batch arrived; at most ``max_put_bytes``, and
+                   within the namespace quota, both counted as batches arrive) or
+                   are appended to a stream
 ``do_action``      ``wait`` ``{"name", "after_version", "timeout"}`` (a
                    long-poll; the mirror's way to follow versions) and
                    ``info`` ``{"name"}``; both answer one JSON result
@@ -52,9 +54,11 @@ from arrowshm import (
     ConflictError,
     InvalidArgumentError,
     NotFoundError,
+    QuotaExceededError,
     WaitTimeoutError,
 )
 
+from .config import DEFAULT_FLIGHT_MAX_PUT_BYTES as DEFAULT_MAX_PUT_BYTES
 from .logs import get_logger, log_event
 
 _log = get_logger("flight")
@@ -74,14 +78,23 @@ class FlightSettings:
         Bearer token every call must carry (the HTTP API's).
     tls_cert, tls_key : Path or None
         PEM certificate chain and private key; both or neither (TLS needs both).
+    max_put_bytes : int
+        Largest dataset upload (``do_put``) in bytes of Arrow buffers, default 1 GiB:
+        an upload is held in memory until it is complete, and one past this size is
+        refused as it arrives.
     """
 
     uri: str
     token: str
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    max_put_bytes: int = DEFAULT_MAX_PUT_BYTES
 
     def __post_init__(self) -> None:
+        if (isinstance(self.max_put_bytes, bool) or not isinstance(self.max_put_bytes, int)
+                or self.max_put_bytes <= 0):
+            raise InvalidArgumentError(
+                f"--flight-max-put-bytes must be a positive integer, not {self.max_put_bytes!r}")
         parsed = urlparse(self.uri)
         if parsed.scheme not in ("grpc", "grpc+tcp", "grpc+tls") or not parsed.hostname:
             raise InvalidArgumentError(
@@ -322,13 +335,50 @@ class ArrowShmFlightServer(fl.FlightServerBase):  # type: ignore[misc]
                 return
             if kind != "dataset":
                 raise InvalidArgumentError(f"kind must be \"dataset\" or \"stream\", not {kind!r}")
-            table = reader.read_all()  # the whole version first: never publish a partial one
+            table = self._receive(name, reader)  # whole first: never publish a partial one
             info = self.ns.put(name, table, retain=_int_option(opts, "retain", 1),
                                ttl=opts.get("ttl"))
             writer.write(pa.py_buffer(json.dumps(_dataset_info_dict(info)).encode()))
             log_event(_log, "flight put", name=name, version=info.version, rows=info.num_rows)
         except Exception as exc:
             raise flight_error(exc) from None
+
+    def _receive(self, name: str, reader: fl.MetadataRecordBatchReader) -> pa.Table:
+        """Every batch of a dataset upload, counted as it arrives: past the endpoint's
+        cap or the namespace quota's headroom the upload is refused at once, before
+        more of it is held in memory (at most the cap plus one batch is).
+
+        pyarrow offers no way to write batches of unknown count and size straight
+        into a shared-memory segment (``build`` needs the row count first), so the
+        upload is held in this process until it is whole.
+        """
+        limit = self.settings.max_put_bytes
+        quota = self.ns.quota
+        batches: list[pa.RecordBatch] = []
+        received = 0
+        while True:
+            try:
+                chunk = reader.read_chunk()
+            except StopIteration:
+                break
+            if chunk.data is None:
+                continue
+            received += chunk.data.get_total_buffer_size()
+            if received > limit:
+                raise InvalidArgumentError(
+                    f"the upload of {name!r} exceeds this endpoint's limit of {limit} bytes "
+                    f"(--flight-max-put-bytes) after {received} bytes; nothing was published",
+                    name=name, limit=limit, received=received)
+            if quota is not None:
+                used = self.ns.bytes_used
+                if used + received > quota:
+                    raise QuotaExceededError(
+                        f"the upload of {name!r} would exceed the namespace's byte quota "
+                        f"({used} of {quota} bytes used, {received} received so far); "
+                        "nothing was published", name=name, limit=quota, used=used,
+                        requested=received)
+            batches.append(chunk.data)
+        return pa.Table.from_batches(batches, schema=reader.schema)
 
     def _put_stream(self, name: str, opts: dict[str, Any], reader: fl.MetadataRecordBatchReader,
                     writer: fl.FlightMetadataWriter) -> None:

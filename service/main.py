@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,6 +25,47 @@ from .routers import admin, datasets, events, health, streams
 
 _log = get_logger()
 OPEN_PATHS = frozenset({"/healthz"})
+WS_POLICY_VIOLATION = 1008
+
+
+async def refuse_websocket(scope: Scope, receive: Receive, send: Send) -> None:
+    """Refuse a WebSocket before accepting it.
+
+    The service has no WebSocket route, and its access checks (bearer token,
+    peer uid) are written for HTTP requests: a WebSocket is refused outright
+    rather than let through to the router. A close code sent before the
+    handshake never reaches the client (the server answers 403 instead), so
+    when the server offers the ASGI ``websocket.http.response`` extension the
+    refusal is a ``403`` with the service's JSON error body; otherwise it is a
+    close with code 1008 (policy violation).
+    """
+    await receive()  # websocket.connect
+    log_event(_log, "websocket refused", path=scope.get("path", ""))
+    reason = "arrowshm serve does not accept WebSocket connections"
+    if "websocket.http.response" in scope.get("extensions", {}):
+        body = json.dumps({"code": "AccessDeniedError", "detail": reason,
+                           "fields": {}}).encode()
+        await send({"type": "websocket.http.response.start", "status": 403,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "websocket.http.response.body", "body": body})
+        return
+    await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION, "reason": reason})
+
+
+class RefuseWebSockets:
+    """Close every WebSocket scope with 1008 before any other middleware sees it (the
+    app may run under another server than ``arrowshm serve``, whose protocol already
+    answers a WebSocket handshake with 403)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await refuse_websocket(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 class BearerAuth:
@@ -34,7 +76,10 @@ class BearerAuth:
         self.expected = f"Bearer {token}".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] == "websocket":  # never passed through unchecked
+            await refuse_websocket(scope, receive, send)
+            return
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:  # lifespan, /healthz
             await self.app(scope, receive, send)
             return
         got = dict(scope["headers"]).get(b"authorization", b"")
@@ -99,6 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(r)
     if settings.token:
         app.add_middleware(BearerAuth, token=settings.token)
+    app.add_middleware(RefuseWebSockets)  # added last: the outermost
     return app
 
 
