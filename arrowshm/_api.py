@@ -89,8 +89,9 @@ def get(name: str, *, version: int | None = None, validate: bool = False) -> pa.
     version : int, optional
         A retained version; the latest by default.
     validate : bool, default False
-        Run full Arrow validation before returning (for data from untrusted
-        writers). Segments created by another user are always validated.
+        Run full Arrow validation before returning (for data from a writer
+        you do not trust to produce valid Arrow). Only this user's segments
+        are ever read: another user's are refused (``AccessDeniedError``).
 
     Returns
     -------
@@ -107,7 +108,8 @@ def get(name: str, *, version: int | None = None, validate: bool = False) -> pa.
     CorruptSegmentError
         When the segment's bytes are not a valid table.
     AccessDeniedError
-        When the segment belongs to another user who did not share it.
+        When the namespace's registry or the segment belongs to another user,
+        or the registry was made in another PID namespace (container).
     """
     return default_namespace().get(name, version=version, validate=validate)
 

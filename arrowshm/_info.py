@@ -351,6 +351,9 @@ class GcReport:
         they never named.
     readers_evicted : list of str
         Stream readers whose process died, evicted (``stream#reader(pid N)``).
+    skipped : list of str
+        Objects with the namespace's prefix that are not regular files of this
+        user (links, other users' files): never touched, reported for an operator.
     """
 
     segments: list[str] = field(default_factory=list)
@@ -361,6 +364,7 @@ class GcReport:
     pooled: int = 0
     quota_recovered: int = 0
     readers_evicted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def count(self) -> int:

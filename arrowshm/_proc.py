@@ -58,3 +58,47 @@ def is_alive(pid: int, start: int) -> bool:
     if tail[0] in (b"Z", b"X"):
         return False
     return start == 0 or int(tail[19]) == start
+
+
+_ns_cache: tuple[int, int, int] | None = None
+
+
+def pid_namespace() -> int:
+    """Inode of this process's PID namespace (``/proc/self/ns/pid``), 0 if unknown.
+
+    Two processes can judge each other's liveness by pid only when this is
+    the same for both; a registry records its creator's and refuses others.
+    """
+    return _host_facts()[0]
+
+
+def boot_id() -> tuple[int, int]:
+    """This boot's id (``/proc/sys/kernel/random/boot_id``) as two 64-bit words, (0, 0)
+    if unknown: pids and start times recorded before a reboot mean nothing after it."""
+    facts = _host_facts()
+    return facts[1], facts[2]
+
+
+def _host_facts() -> tuple[int, int, int]:
+    global _ns_cache
+    if _ns_cache is None:
+        try:
+            ns = os.stat("/proc/self/ns/pid").st_ino
+        except OSError:
+            ns = 0
+        try:
+            with open("/proc/sys/kernel/random/boot_id") as f:
+                raw = bytes.fromhex(f.read().strip().replace("-", ""))
+            b0, b1 = int.from_bytes(raw[:8], "little"), int.from_bytes(raw[8:16], "little")
+        except (OSError, ValueError):
+            b0 = b1 = 0
+        _ns_cache = (ns, b0, b1)
+    return _ns_cache
+
+
+def _forget_host_facts() -> None:
+    global _ns_cache
+    _ns_cache = None  # (a child of unshare --pid --fork may be in another namespace)
+
+
+os.register_at_fork(after_in_child=_forget_host_facts)

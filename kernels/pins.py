@@ -62,9 +62,9 @@ S_RECYCLES = 17  # times this segment was reused for a new version
 S_BATCH_VERSION = 18
 S_BATCH_OFFSET = 19
 S_BATCH_BYTES = 20
-S_PINS = 128  # pin table: PIN_SLOTS x PIN_WORDS, bytes 1024..2047
+S_PINS = 128  # pin table: PIN_SLOTS x PIN_WORDS, bytes 1024..3071
 PIN_SLOTS = 64
-PIN_WORDS = 2  # (pid, start ticks)
+PIN_WORDS = 4  # (pid, start ticks, since: CLOCK_REALTIME ns, reserved 0)
 
 # S_STATE holds (epoch << 8) | state; every transition bumps the epoch
 STATE_BITS = 8
@@ -100,6 +100,7 @@ def unpin(words: U64Array, slot: int, pid: int) -> None:
     base = S_PINS + slot * PIN_WORDS
     if load_relaxed(words, base) != pid:
         return  # not ours (never happens to a caller that pinned it)
+    store_relaxed(words, base + 2, 0)
     store_relaxed(words, base + 1, 0)
     cas(words, base, pid, 0)
 
@@ -107,7 +108,7 @@ def unpin(words: U64Array, slot: int, pid: int) -> None:
 _RESULT = types.UniTuple(_I, 6)  # type: ignore[no-untyped-call]
 
 
-@kernel_with_signatures([_RESULT(_A64, _I, _U, _U, _U, _U, _U, _U, _U, _U)])
+@kernel_with_signatures([_RESULT(_A64, _I, _U, _U, _U, _U, _U, _U, _U, _U, _U)])
 def pin_version(
     words: U64Array,
     seg_bytes: int,
@@ -119,9 +120,11 @@ def pin_version(
     generation: int,
     name_hash: int,
     schema_fp: int,
+    now_ns: int,
 ) -> tuple[int, int, int, int, int, int]:
     """Pin the segment *words* and check it holds *version* of the entry with
-    *generation* and *name_hash*.
+    *generation* and *name_hash*; the pin records *now_ns* (CLOCK_REALTIME) as
+    the time it was taken, for ``info``'s list of readers.
 
     Returns ``(status, slot, data_offset, data_bytes, batch_offset,
     batch_bytes)``. With ``PIN_OK`` the caller holds pin *slot* (-1: the table
@@ -134,9 +137,10 @@ def pin_version(
 
     **Memory ordering**: magic, format and payload words are read relaxed
     (written before the state word's release/seq_cst transitions that the
-    state load below acquires); pin claim is a seq_cst CAS, its start time a
-    release store; the overflow flag a seq_cst store; the state word a
-    seq_cst load after the claim (the reader's half of the Dekker pair).
+    state load below acquires); pin claim is a seq_cst CAS, its time a relaxed
+    store and its start time a release store (a scanner reads start, then
+    time); the overflow flag a seq_cst store; the state word a seq_cst load
+    after the claim (the reader's half of the Dekker pair).
     """
     n_words = seg_bytes // 8
     if n_words < SEGMENT_HEADER_BYTES // 8 or load_relaxed(words, S_MAGIC) != magic:
@@ -148,6 +152,7 @@ def pin_version(
     for s in range(PIN_SLOTS):
         base = S_PINS + s * PIN_WORDS
         if load_relaxed(words, base) == 0 and cas(words, base, 0, pid) == 0:
+            store_relaxed(words, base + 2, now_ns)
             store_release(words, base + 1, start)
             slot = s
             break

@@ -207,6 +207,7 @@ RD_READ = 3
 RD_HELD = 4
 RD_MISSED = 5
 RD_HEARTBEAT = 6
+RD_SINCE = 7  # CLOCK_REALTIME ns the reader attached (for ``info``)
 RD_PINS_SEQ = 8  # seqlock over RD_PINS_N and the spans (second cache line)
 RD_PINS_N = 9
 RD_SPANS = 12  # PIN_SPANS x (first_seq, last_seq, v0, v1)
@@ -247,6 +248,7 @@ GATE_PINNED = 2
 GATE_BUSY = 3
 
 _SPIN_CHECK = 32  # pauses between clock reads / full re-checks while spinning
+_MIN_MESSAGE = np.uint64(8)  # an IPC message is at least its continuation marker and length
 _PIN_READ_TRIES = 1 << 12
 _WAKE_ALL = 0x7FFFFFFF
 _U0 = np.uint64(0)
@@ -294,6 +296,14 @@ def ring_notify(words: U64Array, w32: U32Array, futex_word: int, waiters_word: i
 
 
 @kernel
+def _pins_n(words: U64Array, base: int) -> np.uint64:
+    # A reader slot's span count, clamped to the table: it is read back from shared
+    # memory, and every span index derived from it must stay inside the slot.
+    n = load_relaxed(words, base + RD_PINS_N)
+    return n if n <= np.uint64(PIN_SPANS) else np.uint64(PIN_SPANS)
+
+
+@kernel
 def _pin_conflict(
     words: U64Array, base: int, start: np.uint64, end: np.uint64, arena: np.uint64, out: U64Array
 ) -> int:
@@ -306,9 +316,7 @@ def _pin_conflict(
         if s1 & _U1:
             cpu_pause()
             continue
-        n = load_relaxed(words, base + RD_PINS_N)
-        if n > PIN_SPANS:
-            n = np.uint64(PIN_SPANS)
+        n = _pins_n(words, base)
         hit = 0
         past = start
         for j in range(np.int64(n)):
@@ -645,7 +653,8 @@ def ring_evict(
 
 @kernel
 def ring_reader_attach(
-    words: U64Array, geo: U64Array, pid: int, start: int, now_ns: int, latest: int, out: U64Array
+    words: U64Array, geo: U64Array, pid: int, start: int, now_ns: int, latest: int, out: U64Array,
+    since_ns: int = 0,
 ) -> int:
     """Claim a free reader slot for process ``(pid, start)`` and place its cursor.
 
@@ -676,6 +685,7 @@ def ring_reader_attach(
             continue
         store_relaxed(words, base + RD_START, np.uint64(start))
         store_relaxed(words, base + RD_HEARTBEAT, np.uint64(now_ns))
+        store_relaxed(words, base + RD_SINCE, np.uint64(since_ns))
         store_relaxed(words, base + RD_HELD, _U0)
         store_relaxed(words, base + RD_MISSED, _U0)
         seq = load_relaxed(words, base + RD_PINS_SEQ)
@@ -861,7 +871,7 @@ def _pin_add(words: U64Array, base: int, seq: np.uint64, v0: np.uint64, v1: np.u
     # Add held batch `seq` (bytes [v0, v1)), the newest held, to the pin spans (caller
     # holds the seqlock). Extends the last span when it ends at seq - 1; else appends;
     # with no room, first merges the two spans closest in sequence numbers.
-    n = np.int64(load_relaxed(words, base + RD_PINS_N))
+    n = np.int64(_pins_n(words, base))
     if n > 0:
         last = base + RD_SPANS + (n - 1) * SPAN_WORDS
         if load_relaxed(words, last + 1) + _U1 == seq:
@@ -920,9 +930,14 @@ def ring_try_read(words: U64Array, geo: U64Array, slot: int, now_ns: int, out: U
     fence before it rewrites a descriptor). Otherwise the pin table is
     restored from ``out``'s scratch words and the reader skips ahead.
 
-    Returns the claimed sequence (>= 0), ``EMPTY`` (-2), ``CLOSED`` (-3) or
-    ``CORRUPT`` (-5, the descriptor holds another sequence: a bug or a
-    foreign writer).
+    Bounds: whatever the shared words hold, a returned batch lies inside the
+    arena (``length <= arena``, ``vstart % arena + length <= arena``, at least
+    one IPC message header long), and the pin spans indexed are clamped to
+    the slot's table.
+
+    Returns the claimed sequence (>= 0), ``EMPTY``, ``CLOSED`` or ``CORRUPT``
+    (the descriptor holds another sequence, or bytes outside the arena: a bug,
+    a foreign writer or corrupt memory; nothing is pinned).
     """
     hdr = np.int64(geo[G_HDR])
     base = np.int64(geo[G_READERS]) + np.int64(slot) * SLOT_WORDS
@@ -958,12 +973,16 @@ def ring_try_read(words: U64Array, geo: U64Array, slot: int, now_ns: int, out: U
         length = load_relaxed(words, d + D_LENGTH)
         rows = load_relaxed(words, d + D_ROWS)
         fence_acquire()
-        if stamp != k + _U1:
+        # the descriptor's bytes must lie inside the arena (a message never wraps):
+        # whatever the shared words say, the caller maps exactly [vstart, vstart+length)
+        arena = geo[G_ARENA_BYTES]
+        if (stamp != k + _U1 or length < _MIN_MESSAGE or length > arena
+                or vstart % arena > arena - length):
             if overwrite and load_seq_cst(words, hdr + H_RECLAIM) > k:
                 continue  # reused under us: the lapped path above handles it
             return CORRUPT
         if overwrite:  # back up the pin table: the claim may have to be undone
-            n = load_relaxed(words, base + RD_PINS_N)
+            n = _pins_n(words, base)
             out[O_SCRATCH] = n
             for w in range(PIN_SPANS * SPAN_WORDS):
                 out[O_SCRATCH + 1 + w] = load_relaxed(words, base + RD_SPANS + w)
@@ -1076,7 +1095,7 @@ def ring_unpin(
     """
     base = np.int64(geo[G_READERS]) + np.int64(slot) * SLOT_WORDS
     s = np.uint64(seq)
-    n = np.int64(load_relaxed(words, base + RD_PINS_N))
+    n = np.int64(_pins_n(words, base))
     found = -1
     for j in range(n):
         sp = base + RD_SPANS + j * SPAN_WORDS

@@ -105,23 +105,13 @@ def allocate_segment(ctx: Context, seg_bytes: int) -> tuple[int, Segment, bool]:
     ------
     QuotaExceededError, ShmFullError
         For a new segment that does not fit (nothing is created).
+    AccessDeniedError
+        When other users' files squat the names tried.
     """
     taken = ctx.pool.take(seg_bytes)
     if taken is not None:
         return taken[0], taken[1], False  # pages already faulted in
-    reg = ctx.registry
-    res = reg.reserve_for_creation(seg_bytes)
-
-    def init(seg: Segment) -> None:
-        header.init_fresh(seg)
-        res.settle()  # named next: from then on the segment accounts for its bytes
-
-    try:
-        seg_id = reg.new_segment_id()
-        seg = Segment.create(reg.segment_name(seg_id), seg_bytes, populate=True, init=init)
-    except BaseException:
-        res.cancel()
-        raise
+    seg_id, seg = ctx.registry.create_segment(seg_bytes, header.init_fresh, populate=True)
     return seg_id, seg, True
 
 

@@ -27,7 +27,7 @@ from .context import Context
 from .mapcache import collect as collect_superseded
 from .mapcache import drop_idle
 from .registry import EntryView
-from .segment import Segment, list_names, object_stat, unlink
+from .segment import Segment, foreign, list_names, object_stat, unlink
 
 __all__ = ["collect", "drop_entry"]
 
@@ -97,6 +97,9 @@ def _reclaim_segments(ctx: Context, report: GcReport) -> None:
     # (segment id, name, mapping or None, state word seen, removable unless referenced)
     candidates: list[tuple[int, str, Segment | None, int, bool]] = []
     for shm in list_names(f"{SHM_PREFIX}{reg.namespace}-"):
+        if foreign(shm):  # a link, a directory, another user's file: never ours to touch
+            report.skipped.append(shm)
+            continue
         sid = parse_segment_shm_name(reg.namespace, shm)
         if sid is None:
             continue
@@ -111,7 +114,7 @@ def _reclaim_segments(ctx: Context, report: GcReport) -> None:
         try:
             seg = Segment.open(shm, writable=True)
         except ArrowShmError:
-            continue  # gone, or another user's
+            continue  # gone, or swapped for another user's object meanwhile
         seen = header.facts(seg)
         if seen is None:
             del seg

@@ -1,4 +1,4 @@
-"""Byte layouts of arrowshm's shared-memory segments (format version 1).
+"""Byte layouts of arrowshm's shared-memory segments (format version 2).
 
 All integers are little-endian ``uint64`` words; offsets below are in bytes
 from the start of the segment (``W_*`` constants are word indices = byte
@@ -20,8 +20,13 @@ offset field                meaning
 32     entry_bytes          ``ENTRY_BYTES``
 40     created_ns           CLOCK_REALTIME ns of creation
 48     init_pid             pid of the creating process
+56     init_start           its start time (clock ticks since boot)
 64     struct_lock          pid holding the claim/delete lock (0 = free)
 72     struct_lock_start    that pid's start time (clock ticks since boot)
+80     pid_ns               inode of the creator's PID namespace (/proc/self/ns/pid):
+                            only processes of that namespace may join
+96     boot_id              16 bytes: /proc/sys/kernel/random/boot_id at creation
+112    id_key               secret that turns the segment counter into segment ids
 128    next_segment_id      fetch-add counter for segment ids (starts at 1)
 192    bytes_used           bytes of all live segments of the namespace
 200    quota_bytes          byte quota of the namespace (0 = none)
@@ -90,7 +95,7 @@ offset field                meaning
 112    generation           registry entry generation it was written for
 128    pin_overflow         1 once a reader found every pin slot taken
 136    recycles             times the segment was reused
-1024   pins[64]             (pid, start ticks) of each process holding it
+1024   pins[64]             (pid, start ticks, since ns, 0) of each process holding it
 4096   payload              Arrow IPC stream (datasets), 64-byte aligned
 ====== ==================== ==================================================
 """
@@ -102,7 +107,7 @@ import struct
 from ..kernels import pins as _pins
 from ..kernels import ring as _ring
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 REGISTRY_MAGIC = struct.unpack("<Q", b"ASHREG\x00\x01")[0]
 SEGMENT_MAGIC = struct.unpack("<Q", b"ASHSEG\x00\x01")[0]
 
@@ -119,8 +124,12 @@ H_CAPACITY = 3
 H_ENTRY_BYTES = 4
 H_CREATED_NS = 5
 H_INIT_PID = 6
+H_INIT_START = 7
 H_STRUCT_LOCK = 8
 H_STRUCT_LOCK_START = 9
+H_PID_NS = 10
+H_BOOT_ID = 12  # two words
+H_ID_KEY = 14
 H_NEXT_SEGMENT_ID = 16
 H_BYTES_USED = 24
 H_QUOTA_BYTES = 25
@@ -315,6 +324,7 @@ def align(value: int, to: int = CACHE_LINE) -> int:
 # +32    held                 batches it holds (returned, not yet freed)
 # +40    missed               batches lost to overwrite mode
 # +48    heartbeat            CLOCK_MONOTONIC ns of its last read
+# +56    since                CLOCK_REALTIME ns it attached
 # +64    pins_seq             seqlock over pins_n and the spans (odd: changing)
 # +72    pins_n               spans in use (<= PIN_SPANS)
 # +96    spans[13]            32 bytes each: first seq, last seq, v0, v1 - the
@@ -382,6 +392,7 @@ RD_READ = _ring.RD_READ
 RD_HELD = _ring.RD_HELD
 RD_MISSED = _ring.RD_MISSED
 RD_HEARTBEAT = _ring.RD_HEARTBEAT
+RD_SINCE = _ring.RD_SINCE
 RD_PINS_SEQ = _ring.RD_PINS_SEQ
 RD_PINS_N = _ring.RD_PINS_N
 RD_SPANS = _ring.RD_SPANS

@@ -15,6 +15,7 @@ a SIGKILL at any moment costs the next writer at most one liveness check.
 from __future__ import annotations
 
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ import numpy.typing as npt
 
 from .._env import env_number
 from .._errors import (
+    AccessDeniedError,
     ArrowShmError,
     ConflictError,
     CorruptSegmentError,
@@ -35,7 +37,7 @@ from .._errors import (
     WaitTimeoutError,
 )
 from .._names import name_hash, registry_shm_name, segment_shm_name
-from .._proc import identity, is_alive
+from .._proc import boot_id, identity, is_alive, pid_namespace
 from ..kernels.atomics import atomic_cas, atomic_fetch_add, atomic_load, atomic_store
 from ..kernels.futex import eventcount_notify, wait_until_greater
 from ..kernels.registry import (
@@ -63,7 +65,7 @@ from .record import (
     kind_conflict,
     retain_history,
 )
-from .segment import Segment, object_stat, unlink
+from .segment import Segment, owner_of, unlink
 
 __all__ = [
     "EntryView",
@@ -84,8 +86,23 @@ _REGISTRY_ID = int("reg", 36)
 _U64 = np.uint64
 _ENTRIES_WORD = L.REGISTRY_HEADER_BYTES // L.WORD
 _INIT_WAIT_S = 2.0
+_CREATE_TRIES = 16
 _LOCK_TIMEOUT_S = 10.0
 _SEQLOCK_RETRIES = 1 << 14
+
+
+_M1 = 0xBF58476D1CE4E5B9
+_M2 = 0x94D049BB133111EB
+_MASK = (1 << 64) - 1
+
+
+def _mix(n: int, key: int) -> int:
+    """A bijection of 64-bit words keyed by *key* (xor, then splitmix64's finalizer:
+    every step is invertible), so distinct counters give distinct ids."""
+    z = (n ^ key) & _MASK
+    z = ((z ^ (z >> 30)) * _M1) & _MASK
+    z = ((z ^ (z >> 27)) * _M2) & _MASK
+    return z ^ (z >> 31)
 
 
 def _stall_timeout() -> float:
@@ -118,6 +135,7 @@ class Registry(QuotaAccount):
         # which registry this is: one recreated under the same name differs in both
         self.created_ns = int(self.words[L.H_CREATED_NS])
         self.creator_pid = int(self.words[L.H_INIT_PID])
+        self.id_key = int(self.words[L.H_ID_KEY])
         # threads of one process serialize on these before the cross-process lock words
         self._thread_lock = threading.Lock()
         self._entry_thread_locks: dict[int, threading.Lock] = {}
@@ -167,7 +185,12 @@ class Registry(QuotaAccount):
     @staticmethod
     def _init_header(seg: Segment, capacity: int) -> None:
         w = seg.words
-        w[L.H_INIT_PID] = os.getpid()
+        pid, start = identity()
+        w[L.H_INIT_PID] = pid
+        w[L.H_INIT_START] = start
+        w[L.H_PID_NS] = pid_namespace()
+        w[L.H_BOOT_ID], w[L.H_BOOT_ID + 1] = boot_id()
+        w[L.H_ID_KEY] = secrets.randbits(64) | 1  # (the registry is 0600: nobody else reads it)
         w[L.H_FORMAT_VERSION] = L.FORMAT_VERSION
         w[L.H_HEADER_BYTES] = L.REGISTRY_HEADER_BYTES
         w[L.H_CAPACITY] = capacity
@@ -177,7 +200,23 @@ class Registry(QuotaAccount):
         atomic_store(w, L.H_MAGIC, _U64(L.REGISTRY_MAGIC))  # release: header complete
 
     def _check_header(self, seg: Segment) -> None:
+        """Refuse a registry this process must not join (Segment.open already refused
+        one of another user): open to others, or made in another PID namespace or
+        before a reboot, where the pids it records cannot be judged from here.
+
+        Raises
+        ------
+        AccessDeniedError, FormatVersionError, CorruptSegmentError
+        """
         w = seg.words
+        if seg.mode & 0o077:
+            raise AccessDeniedError(
+                f"registry /dev/shm{self.shm_name} has mode {seg.mode:03o}: other users "
+                "could read or change it, so arrowshm will not use it; if you did not make "
+                f"it so, remove it (`rm /dev/shm{self.shm_name}`) once no arrowshm process "
+                "of this namespace runs",
+                shm_name=self.shm_name, mode=seg.mode,
+            )
         version = int(w[L.H_FORMAT_VERSION])
         if version != L.FORMAT_VERSION:
             raise FormatVersionError(
@@ -198,6 +237,26 @@ class Registry(QuotaAccount):
                 f"size {seg.size}); remove it if no arrowshm process uses it",
                 shm_name=self.shm_name,
             )
+        theirs, ours = int(w[L.H_PID_NS]), pid_namespace()
+        if theirs != ours:
+            raise AccessDeniedError(
+                f"the registry of namespace {self.namespace!r} was made in another PID "
+                f"namespace (pid:[{theirs}]; this process is in pid:[{ours}]), i.e. another "
+                "container: processes that share a namespace must also see each other's "
+                "pids, or a live process of the other container would look dead and lose "
+                "its pinned tables. Share the PID namespace too (docker run --pid=host or "
+                "--pid=container:NAME, Kubernetes shareProcessNamespace: true), or use "
+                "another ARROWSHM_NAMESPACE in each container (docs/SECURITY.md)",
+                shm_name=self.shm_name, pid_ns=theirs, our_pid_ns=ours,
+            )
+        if (int(w[L.H_BOOT_ID]), int(w[L.H_BOOT_ID + 1])) != boot_id():
+            raise AccessDeniedError(
+                f"the registry of namespace {self.namespace!r} was made before the last "
+                "reboot: the processes it records are gone, and their pids may now name "
+                "others. Remove the namespace's objects (`rm /dev/shm/ash-"
+                f"{self.namespace}-*`) and start again",
+                shm_name=self.shm_name,
+            )
 
     # -- addressing --------------------------------------------------------------
 
@@ -206,14 +265,57 @@ class Registry(QuotaAccount):
         return _ENTRIES_WORD + slot * L.ENTRY_WORDS + field
 
     def new_segment_id(self) -> int:
-        """A fresh segment id (never reused within this registry's life)."""
+        """A fresh segment id: never reused within this registry's life, and not
+        guessable by another user (the counter, mixed with the registry's secret
+        key), so nobody can plant a file where a future segment will be named."""
         while True:
-            sid = int(atomic_fetch_add(self.words, L.H_NEXT_SEGMENT_ID, _U64(1)))
-            if sid != _REGISTRY_ID:  # base 36 "reg" would name the registry itself
+            n = int(atomic_fetch_add(self.words, L.H_NEXT_SEGMENT_ID, _U64(1)))
+            sid = _mix(n, self.id_key)
+            if sid not in (0, _REGISTRY_ID):  # base 36 "reg" names the registry itself
                 return sid
 
     def segment_name(self, segment_id: int) -> str:
         return segment_shm_name(self.namespace, segment_id)
+
+    def create_segment(self, nbytes: int, init: Callable[[Segment], None], *,
+                       populate: bool = False) -> tuple[int, Segment]:
+        """Create a new segment of *nbytes* under a fresh id: its quota bytes are
+        reserved first (and given back if anything fails), *init* stamps it before it
+        is named. A name someone else's file already holds is skipped for another
+        id, a bounded number of times.
+
+        Raises
+        ------
+        QuotaExceededError, ShmFullError
+            When the segment does not fit (nothing is created).
+        AccessDeniedError
+            When every id tried was taken by another user's file.
+        """
+        blocked = ""
+        for _ in range(_CREATE_TRIES):
+            res = self.reserve_for_creation(nbytes)
+
+            def stamped(seg: Segment, res: Reservation = res) -> None:
+                init(seg)
+                res.settle()  # named next: from then on the segment accounts for its bytes
+
+            sid = self.new_segment_id()
+            name = self.segment_name(sid)
+            try:
+                return sid, Segment.create(name, nbytes, populate=populate, init=stamped)
+            except FileExistsError:
+                res.cancel()
+                blocked = name
+            except BaseException:
+                res.cancel()
+                raise
+        raise AccessDeniedError(
+            f"could not create a segment in namespace {self.namespace!r}: {_CREATE_TRIES} "
+            f"names in a row were taken by files that are not arrowshm's, the last one "
+            f"{blocked} of {owner_of(blocked)}; remove them (someone may be squatting the "
+            "namespace's names)",
+            shm_name=blocked,
+        )
 
     # -- lookup and reading -------------------------------------------------------
 
@@ -678,12 +780,8 @@ class Registry(QuotaAccount):
             seg = Segment.open(name, writable=True)
         except NotFoundError:
             return 0
-        except ArrowShmError:  # not ours to open: unlink by name
-            st = object_stat(name)
-            if st is None or not unlink(name):
-                return 0
-            self.release(st.st_size)
-            return int(st.st_size)
+        except AccessDeniedError:  # not ours: never touched (gc reports such objects)
+            return 0
         return self.free(seg)
 
 

@@ -13,6 +13,7 @@ import contextlib
 import errno
 import mmap
 import os
+import pwd
 import stat
 from collections.abc import Callable
 
@@ -49,14 +50,14 @@ class Segment:
         Address of the first byte of the mapping in this process.
     """
 
-    __slots__ = ("address", "mm", "name", "owner_uid", "size", "w32", "words", "writable")
+    __slots__ = ("address", "mm", "mode", "name", "size", "w32", "words", "writable")
 
-    def __init__(self, name: str, mm: mmap.mmap, size: int, writable: bool, owner_uid: int):
+    def __init__(self, name: str, mm: mmap.mmap, size: int, writable: bool, mode: int):
         self.name = name
         self.mm = mm
         self.size = size
         self.writable = writable
-        self.owner_uid = owner_uid
+        self.mode = mode  # permission bits (every segment we map is our own)
         buf = np.frombuffer(mm, dtype=np.uint8)
         self.address = int(buf.ctypes.data)
         self.words: npt.NDArray[np.uint64] = buf[: size - size % 8].view(np.uint64)
@@ -170,18 +171,23 @@ class Segment:
             if _fds_exhausted(exc):  # mmap dups the descriptor
                 raise _fd_limit_error(name, exc) from exc
             raise
-        return cls(name, mm, size, True, os.getuid())
+        return cls(name, mm, size, True, mode)
 
     @classmethod
     def open(cls, name: str, *, writable: bool = False) -> Segment:
-        """Map an existing segment (read-only unless *writable*).
+        """Map an existing segment of this user (read-only unless *writable*).
+
+        The object must be a regular file owned by the caller's effective uid
+        (checked with one ``fstat`` of the descriptor that is then mapped, so
+        nothing can be swapped in between): another user's object is never
+        read, written or mapped, whatever its mode.
 
         Raises
         ------
         NotFoundError
             When no segment has that name (e.g. it was just unlinked).
         AccessDeniedError
-            When it belongs to another user who did not share it.
+            When it belongs to another user, or is not a regular file.
         """
         try:
             shm = posix_ipc.SharedMemory(name, 0, read_only=not writable)
@@ -190,15 +196,29 @@ class Segment:
         except OSError as exc:
             if _fds_exhausted(exc):
                 raise _fd_limit_error(name, exc) from exc
+            if exc.errno == errno.ELOOP:  # shm_open never follows a symbolic link
+                raise AccessDeniedError(
+                    f"{SHM_DIR}{name} is a symbolic link, not a shared-memory object of "
+                    "yours; remove it (someone else may have planted it)", shm_name=name,
+                ) from exc
             raise
         except posix_ipc.PermissionsError as exc:
             raise AccessDeniedError(
-                f"shared memory {name} belongs to another user and is not shared with you; "
-                "ask its owner to publish it with group access, or run as that user",
+                f"shared memory {name} belongs to another user ({owner_of(name)}) and "
+                "arrowshm never uses another user's objects; run as that user, or use "
+                "another ARROWSHM_NAMESPACE",
                 shm_name=name,
             ) from exc
         try:
             st = os.fstat(shm.fd)
+            if st.st_uid != os.geteuid() or not stat.S_ISREG(st.st_mode):
+                raise AccessDeniedError(
+                    f"shared memory {name} belongs to {_user(st.st_uid)}, not to you "
+                    f"({_user(os.geteuid())}): arrowshm never reads, writes or removes "
+                    "another user's objects; if it is not supposed to be there, ask "
+                    f"its owner (or root) to remove {SHM_DIR}{name}",
+                    shm_name=name, owner_uid=st.st_uid,
+                )
             size = st.st_size
             if size == 0:
                 raise NotFoundError(f"shared memory {name} is empty (being created)",
@@ -212,10 +232,26 @@ class Segment:
                 raise
         finally:
             shm.close_fd()
-        return cls(name, mm, size, writable, st.st_uid)
+        return cls(name, mm, size, writable, stat.S_IMODE(st.st_mode))
 
     def __repr__(self) -> str:
         return f"Segment({self.name!r}, size={self.size})"
+
+
+def _user(uid: int) -> str:
+    """``uid 1001 (alice)``."""
+    try:
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def owner_of(name: str) -> str:
+    """``uid N (user)`` of the object *name*, as ``lstat`` sees it."""
+    try:
+        return _user(os.lstat(SHM_DIR + name).st_uid)
+    except OSError:
+        return "unknown owner"
 
 
 def _fds_exhausted(exc: OSError) -> bool:
@@ -234,10 +270,13 @@ def _fd_limit_error(name: str, exc: OSError) -> ResourceLimitError:
 
 
 def unlink(name: str) -> bool:
-    """Unlink *name*; False if it did not exist. Existing mappings stay valid."""
+    """Unlink *name* if it is a regular file of this user; False if it did not exist
+    or is not ours (never removed). Existing mappings stay valid."""
+    if object_stat(name) is None:
+        return False
     try:
         posix_ipc.unlink_shared_memory(name)
-    except posix_ipc.ExistentialError:
+    except (posix_ipc.ExistentialError, posix_ipc.PermissionsError):
         return False
     return True
 
@@ -258,12 +297,25 @@ def list_names(prefix: str) -> list[str]:
 
 
 def object_stat(name: str) -> os.stat_result | None:
-    """``stat`` of a shared-memory object, or None if it is gone."""
+    """``lstat`` of a shared-memory object of this user, or None if it is gone, or is
+    not a regular file this user owns (a link, a directory, another user's file:
+    none of them is ever arrowshm's to use or remove)."""
     try:
-        st = os.stat(os.path.join(SHM_DIR, name.lstrip("/")))
-    except FileNotFoundError:
+        st = os.lstat(os.path.join(SHM_DIR, name.lstrip("/")))
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    return st if stat.S_ISREG(st.st_mode) else None
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+        return None
+    return st
+
+
+def foreign(name: str) -> bool:
+    """True when *name* exists but is not a regular file of this user."""
+    try:
+        st = os.lstat(os.path.join(SHM_DIR, name.lstrip("/")))
+    except OSError:
+        return False
+    return not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid()
 
 
 def _shm_free_bytes() -> int:

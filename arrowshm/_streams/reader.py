@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
@@ -94,10 +93,9 @@ class StreamReader:
         Microseconds a read spins on the ring before sleeping on a futex
         (lowest latency while a core is free; 0 on a busy machine).
     validate : bool, default False
-        Run full Arrow validation on every batch before returning it (for
-        streams written by untrusted processes); always on when the stream's
-        segment belongs to another user. An invalid batch raises
-        ``CorruptSegmentError``.
+        Run full Arrow validation on every batch before returning it (for a
+        writer you do not trust to produce valid Arrow; only this user's
+        streams are ever read). An invalid batch raises ``CorruptSegmentError``.
     namespace : str or Namespace, optional
         The namespace of the stream; ``ARROWSHM_NAMESPACE`` (read now) by
         default. ``Namespace.StreamReader`` passes its own.
@@ -156,9 +154,9 @@ class StreamReader:
         self._geo = geom.geo
         self._arena_addr = seg.address + geom.arena_offset
         self._arena_bytes = geom.arena_bytes
-        # untrusted input: full Arrow validation of every batch before handing it out,
-        # asked for, or always for a stream another user writes
-        self._validate = bool(validate) or seg.owner_uid != os.getuid()
+        # full Arrow validation of every batch before handing it out, when asked (the
+        # segment is this user's own: Segment.open refuses any other user's)
+        self._validate = bool(validate)
         facts = session_facts(seg)
         self._writer = (facts.writer_pid, facts.writer_start)
         self.session = facts.session
@@ -174,7 +172,8 @@ class StreamReader:
         g = self._geom
         for _ in range(2):
             slot = int(K.ring_reader_attach(self._words, self._geo, pid, pstart,
-                                            time.monotonic_ns(), int(latest), self._out))
+                                            time.monotonic_ns(), int(latest), self._out,
+                                            time.time_ns()))
             if slot >= 0:
                 return slot
             # full: reclaim the slots of readers that died

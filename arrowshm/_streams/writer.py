@@ -208,20 +208,12 @@ class StreamWriter:
             words = reg.read_record(*found)
             if words is not None:
                 _refuse_live_writer(name, EntryView(*found, L.KIND_STREAM, name, words))
-        res = reg.reserve_for_creation(seg_bytes)
-
         def init(seg: Segment) -> None:  # before it is named: a killed creator leaves nothing
             init_segment(seg, mode=self._mode, schema_msg=schema_msg,
                          schema_fp=schema_fingerprint(schema), max_readers=max_readers,
                          n_slots=n_slots, arena=arena, evict_ns=int(self._evict_after * 1e9))
-            res.settle()
 
-        try:
-            seg_id = reg.new_segment_id()
-            seg = Segment.create(reg.segment_name(seg_id), seg_bytes, init=init)
-        except BaseException:
-            res.cancel()
-            raise
+        seg_id, seg = reg.create_segment(seg_bytes, init)
         published = False
         try:
             self._geom = parse(seg)

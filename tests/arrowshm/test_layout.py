@@ -11,17 +11,18 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "FORMAT.md"
 
 
 def test_magic_and_version() -> None:
-    assert L.FORMAT_VERSION == 1
+    assert L.FORMAT_VERSION == 2
     assert L.REGISTRY_MAGIC.to_bytes(8, "little") == b"ASHREG\x00\x01"
     assert L.SEGMENT_MAGIC.to_bytes(8, "little") == b"ASHSEG\x00\x01"
-    assert "format version 1" in DOC.read_text()
+    assert "format version 2" in DOC.read_text()
 
 
 def test_registry_header_offsets() -> None:
     expected = {
         "H_MAGIC": 0, "H_FORMAT_VERSION": 8, "H_HEADER_BYTES": 16, "H_CAPACITY": 24,
-        "H_ENTRY_BYTES": 32, "H_CREATED_NS": 40, "H_INIT_PID": 48, "H_STRUCT_LOCK": 64,
-        "H_STRUCT_LOCK_START": 72, "H_NEXT_SEGMENT_ID": 128, "H_BYTES_USED": 192,
+        "H_ENTRY_BYTES": 32, "H_CREATED_NS": 40, "H_INIT_PID": 48, "H_INIT_START": 56,
+        "H_STRUCT_LOCK": 64, "H_STRUCT_LOCK_START": 72, "H_PID_NS": 80, "H_BOOT_ID": 96,
+        "H_ID_KEY": 112, "H_NEXT_SEGMENT_ID": 128, "H_BYTES_USED": 192,
         "H_QUOTA_BYTES": 200, "H_EVENT_SEQ": 256, "H_EVENT_WAITERS": 264,
         "H_EVENT_FUTEX": 272, "H_STAT_PUTS": 320, "H_STAT_DELETES": 328,
         "H_STAT_REAPED": 336, "H_LIVE_ENTRIES": 344, "H_RESERVATIONS": 1024,
@@ -72,7 +73,7 @@ def test_segment_header_offsets() -> None:
     assert L.SEGMENT_HEADER_BYTES == 4096
     assert L.S_PIN_OVERFLOW * 8 == 128 and L.S_RECYCLES * 8 == 136
     assert (L.S_BATCH_VERSION * 8, L.S_BATCH_OFFSET * 8, L.S_BATCH_BYTES * 8) == (144, 152, 160)
-    assert L.S_PINS * 8 == 1024 and L.PIN_SLOTS == 64 and L.PIN_WORDS == 2
+    assert L.S_PINS * 8 == 1024 and L.PIN_SLOTS == 64 and L.PIN_WORDS == 4  # 1024..3071
     assert (L.S_PINS + L.PIN_SLOTS * L.PIN_WORDS) * 8 <= L.SEGMENT_HEADER_BYTES
 
 
@@ -108,3 +109,23 @@ def test_the_document_lists_the_same_offsets() -> None:
     header = text.split("### Header")[1].split("###")[0]
     hrows = dict(re.findall(r"\|\s*(\d+)\s*\|\s*(\w+)\s*\|", header))
     assert hrows["192"] == "bytes_used" and hrows["256"] == "event_seq"
+
+
+def test_segment_ids_follow_the_documented_keyed_mix() -> None:
+    from arrowshm._shm.registry import _mix
+
+    m = (1 << 64) - 1
+
+    def documented(n: int, key: int) -> int:
+        z = (n ^ key) & m
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+        return z ^ (z >> 31)
+
+    key = 0x1234_5678_9ABC_DEF1
+    ids = [_mix(n, key) for n in range(1, 20_001)]
+    assert ids == [documented(n, key) for n in range(1, 20_001)]
+    assert len(set(ids)) == len(ids)  # never repeats
+    assert ids[:3] != [1, 2, 3]       # not the counter
+    text = DOC.read_text()
+    assert "0xBF58476D1CE4E5B9" in text and "0x94D049BB133111EB" in text

@@ -8,7 +8,7 @@ import pytest
 from arrowshm._shm import layout as L
 from arrowshm.kernels import pins as K
 
-PID, START = 4242, 777
+PID, START, NOW = 4242, 777, 1_700_000_000_123_456_789
 MAGIC, FMT = L.SEGMENT_MAGIC, L.FORMAT_VERSION
 VERSION, GEN, NAME_HASH, FP = 5, 3, 0xDEADBEEF12345678, 0xFEEDFACECAFEBEEF
 SIZE = 64 << 10
@@ -26,12 +26,12 @@ def _segment(state: int = L.SEG_PUBLISHED) -> np.ndarray:
 
 
 def _pin(w: np.ndarray, *, version: int = VERSION, fp: int = FP) -> tuple[int, ...]:
-    return K.pin_version(w, SIZE, MAGIC, FMT, PID, START, version, GEN, NAME_HASH, fp)
+    return K.pin_version(w, SIZE, MAGIC, FMT, PID, START, version, GEN, NAME_HASH, fp, NOW)
 
 
 def _pins_held(w: np.ndarray) -> list[tuple[int, int]]:
-    return [(int(w[L.S_PINS + 2 * s]), int(w[L.S_PINS + 2 * s + 1]))
-            for s in range(L.PIN_SLOTS) if w[L.S_PINS + 2 * s]]
+    return [(int(w[L.S_PINS + L.PIN_WORDS * s]), int(w[L.S_PINS + L.PIN_WORDS * s + 1]))
+            for s in range(L.PIN_SLOTS) if w[L.S_PINS + L.PIN_WORDS * s]]
 
 
 @pytest.mark.parametrize("state", [L.SEG_SEALED, L.SEG_PUBLISHED])
@@ -40,15 +40,17 @@ def test_pins_a_matching_version_and_locates_its_batch(state: int) -> None:
     status, slot, off, n, boff, blen = _pin(w)
     assert (status, slot, off, n, boff, blen) == (K.PIN_OK, 0, 4096, 10_000, 200, 9_000)
     assert _pins_held(w) == [(PID, START)]
+    assert int(w[L.S_PINS + 2]) == NOW  # since when
     K.unpin(w, slot, PID)
     assert _pins_held(w) == []
+    assert int(w[L.S_PINS + 2]) == 0
 
 
 def test_a_second_pin_takes_the_next_slot_and_a_full_table_sets_overflow() -> None:
     w = _segment()
     assert _pin(w)[1] == 0 and _pin(w)[1] == 1
     for s in range(2, L.PIN_SLOTS):
-        w[L.S_PINS + 2 * s] = 1
+        w[L.S_PINS + L.PIN_WORDS * s] = 1
     status, slot, *_ = _pin(w)
     assert (status, slot) == (K.PIN_OK, -1)
     assert int(w[L.S_PIN_OVERFLOW]) == 1
@@ -88,7 +90,7 @@ def test_bad_magic_size_format_and_offsets() -> None:
     assert _pin(w)[0] == K.PIN_NOT_A_SEGMENT
     small = _segment()[: 1024 // 8].copy()
     assert K.pin_version(small, 1024, MAGIC, FMT, PID, START, VERSION, GEN, NAME_HASH,
-                         FP)[0] == K.PIN_NOT_A_SEGMENT
+                         FP, NOW)[0] == K.PIN_NOT_A_SEGMENT
     w = _segment()
     w[L.S_FORMAT_VERSION] = FMT + 1
     assert _pin(w)[:2] == (K.PIN_BAD_FORMAT, FMT + 1)

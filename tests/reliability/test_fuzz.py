@@ -94,6 +94,30 @@ def _child_stream(report: str) -> None:
             del b
 
 
+def _child_stream_attached(report: str, shm_name: str, start: int, length: int,
+                           edits: list[tuple[int, int]], after: int) -> None:
+    """Attach first, then corrupt the ring (after *after* reads), then read on: the
+    words a reader trusts once attached (descriptors, cursors, its own pin table)
+    are as untrusted as any others."""
+    seg = Segment.open(shm_name, writable=True)
+    with arrowshm.StreamReader(ST, spin_us=0) as r:
+        for i in range(16):
+            if i == after:
+                for off, val in edits:
+                    seg.mm[start + off % length] = val
+            b = r.read(timeout=2)
+            if b is None:
+                return
+            try:
+                b.validate(full=True)
+            except pa.ArrowInvalid as exc:
+                with open(report, "w") as f:
+                    f.write(f"ArrowInvalid: {exc}")
+                os._exit(REJECTED_EXIT)
+            _consume(b)
+            del b
+
+
 class _Target:
     """A live object whose bytes can be corrupted and restored."""
 
@@ -204,6 +228,44 @@ def _fuzz_streams(report: str, examples: int) -> None:
         assert [check_seq_batch(b) for b in r] == list(range(6))
 
 
+def _attached_targets() -> dict[str, _Target]:
+    """The words a reader uses after attaching: cursors, descriptors, reader slots
+    (its own pin table included), and the arena."""
+    whole = _stream_targets()["stream segment header+ring"]
+    name, w = whole.seg.name, whole.seg.words
+    readers, ring = int(w[L.ST_READERS_OFFSET]), int(w[L.ST_RING_OFFSET])
+    arena_off, arena = int(w[L.ST_ARENA_OFFSET]), int(w[L.ST_ARENA_BYTES])
+    n_slots, max_readers = int(w[L.ST_N_SLOTS]), int(w[L.ST_MAX_READERS])
+    return {
+        "ring header": _Target(name, L.ST_RING_HEADER * 8, 320),
+        "ring descriptors": _Target(name, ring, n_slots * L.DESC_BYTES),
+        "reader slots": _Target(name, readers, max_readers * L.SLOT_BYTES),
+        "stream arena": _Target(name, arena_off, arena),
+    }
+
+
+def _fuzz_streams_attached(report: str, examples: int) -> None:
+    targets = _attached_targets()
+    regions = {name: (t.seg.name, t.start, t.length) for name, t in targets.items()}
+
+    @settings(max_examples=examples, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(region=st.sampled_from(sorted(targets)), edits=_EDITS, after=st.integers(0, 4))
+    def run(region: str, edits: list[tuple[int, int]], after: int) -> None:
+        t = targets[region]
+        try:
+            outcome, detail = classify_in_child(
+                current_namespace(), _child_stream_attached,
+                (report, *regions[region], edits, after), report)
+        finally:
+            t.restore()
+        _check(f"{region} (corrupted after attach)", outcome, detail)
+
+    run()
+    with arrowshm.StreamReader(ST) as r:
+        assert [check_seq_batch(b) for b in r] == list(range(6))
+
+
 @pytest.mark.timeout(240)
 def test_corrupted_dataset_bytes_never_crash_a_reader(report: str) -> None:
     _fuzz_datasets(report, examples=60)
@@ -212,6 +274,30 @@ def test_corrupted_dataset_bytes_never_crash_a_reader(report: str) -> None:
 @pytest.mark.timeout(240)
 def test_corrupted_stream_bytes_never_crash_a_reader(report: str) -> None:
     _fuzz_streams(report, examples=40)
+
+
+@pytest.mark.timeout(240)
+def test_rings_corrupted_after_attach_never_crash_a_reader(report: str) -> None:
+    _fuzz_streams_attached(report, examples=40)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3000)
+def test_rings_corrupted_after_attach_never_crash_a_reader_long(report: str) -> None:
+    """The long run: 1,000 cases of corruption after attach and between reads."""
+    _fuzz_streams_attached(report, examples=1_000)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3000)
+def test_rings_corrupted_after_attach_never_crash_a_reader_with_boundscheck(
+    report: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once with NUMBA_BOUNDSCHECK=1 (the children compile every kernel afresh, into a
+    cache of their own): numba's own index checks must never fire either."""
+    monkeypatch.setenv("NUMBA_BOUNDSCHECK", "1")
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba-boundscheck"))
+    _fuzz_streams_attached(report, examples=200)
 
 
 @pytest.mark.slow
