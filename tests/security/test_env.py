@@ -14,9 +14,7 @@ import sys
 import pytest
 
 import arrowshm
-from arrowshm._env import POSITIVE
 from arrowshm._env import env_number as library_env_number
-from arrowshm.service.config import env_number as service_env_number
 
 VALUES = ["", "   ", "5", " 2.5 ", "0", "-0", "0.0", "1e3", "1e-9", "-1", "-0.5", "inf", "-inf",
           "+inf", "Infinity", "nan", "NaN", "-nan", "1e309", "abc", "0x10", "1_000", "5s", "1e"]
@@ -32,6 +30,8 @@ def _outcome(parser: object, name: str, positive: bool) -> str:
 @pytest.mark.parametrize("positive", [False, True])
 def test_the_service_and_the_library_parse_numbers_alike(
         positive: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from arrowshm.service.config import env_number as service_env_number
+
     name = "ARROWSHM_TEST_NUMBER"
     for raw in VALUES:
         monkeypatch.setenv(name, raw)
@@ -56,7 +56,9 @@ def test_no_tuning_variable_takes_a_value_that_is_not_finite(
 
 
 def test_zero_is_refused_where_it_makes_no_sense(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert {"ARROWSHM_STALL_TIMEOUT_S", "ARROWSHM_REGISTRY_CAPACITY"} <= POSITIVE
+    monkeypatch.setenv("ARROWSHM_REGISTRY_CAPACITY", "0")
+    with pytest.raises(arrowshm.InvalidArgumentError, match="> 0"):
+        library_env_number("ARROWSHM_REGISTRY_CAPACITY", 4096)
     monkeypatch.setenv("ARROWSHM_STALL_TIMEOUT_S", "0")
     with pytest.raises(arrowshm.InvalidArgumentError, match="> 0"):
         library_env_number("ARROWSHM_STALL_TIMEOUT_S", 5.0)

@@ -12,8 +12,6 @@ from pathlib import Path
 import pytest
 
 from arrowshm import AccessDeniedError, InvalidArgumentError
-from arrowshm._client import read_token_file as client_read_token_file
-from arrowshm.service.config import read_token_file as service_read_token_file
 
 from ..service.helpers import ServeProcess
 from .helpers import User, last_json, run_as
@@ -117,6 +115,9 @@ def _outcome(reader: object, path: Path) -> str:
 def test_both_token_file_readers_apply_the_same_rules(tmp_path: Path) -> None:
     """``arrowshm serve`` (service/config.py) and ``arrowshm mirror`` (arrowshm/_client.py)
     cannot share code (the service imports only the public package): same answers."""
+    from arrowshm._client import read_token_file as client_read_token_file
+    from arrowshm.service.config import read_token_file as service_read_token_file
+
     cases: dict[str, Path] = {}
     for name, mode, text in [("ok", 0o600, f"  {TOKEN}\n"), ("read-only", 0o400, TOKEN),
                              ("group", 0o640, TOKEN), ("other", 0o604, TOKEN),
