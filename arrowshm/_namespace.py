@@ -15,6 +15,7 @@ its parent's.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping
 from types import TracebackType
@@ -364,6 +365,19 @@ class Namespace:
 _defaults: dict[str, Namespace] = {}
 _defaults_lock = threading.Lock()
 
+# The module functions read ARROWSHM_NAMESPACE at every call, and os.environ.get costs
+# ~0.8 µs (a Mapping method, key encoding, value decoding): more than the rest of a
+# repeated get. CPython's os.environ keeps the raw values in a dict (every write to
+# os.environ updates it) whose lookup costs ~30 ns; the namespace is looked up again
+# only when that raw value differs from the last one seen.
+try:
+    _ENV_DATA: dict[Any, Any] | None = os.environ._data  # type: ignore[attr-defined]
+    _ENV_KEY = os.environ.encodekey("ARROWSHM_NAMESPACE")
+    _ENV_DECODE = os.environ.decodevalue
+except AttributeError:  # (another Python)
+    _ENV_DATA = None
+_last_default: tuple[Any, Namespace] | None = None  # (raw value, its namespace)
+
 
 def default_namespace() -> Namespace:
     """The namespace ``ARROWSHM_NAMESPACE`` names now (``default`` when unset), as
@@ -374,7 +388,22 @@ def default_namespace() -> Namespace:
     InvalidNameError
         When ``ARROWSHM_NAMESPACE`` is not 1-12 characters of ``a-z0-9``.
     """
-    name = current_namespace()
+    global _last_default
+    data = _ENV_DATA
+    if data is None:
+        return _default_for(current_namespace())
+    raw = data.get(_ENV_KEY)
+    last = _last_default
+    if last is not None and last[0] == raw:
+        return last[1]
+    # (decoded from this very raw value, so that the pair stays consistent however
+    # other threads change the variable meanwhile)
+    ns = _default_for(validate_namespace("default" if raw is None else _ENV_DECODE(raw)))
+    _last_default = (raw, ns)
+    return ns
+
+
+def _default_for(name: str) -> Namespace:
     ns = _defaults.get(name)
     if ns is None:
         with _defaults_lock:

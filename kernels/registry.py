@@ -14,7 +14,11 @@ that read a name while it changed sees a different generation and retries:
 the generation is a seqlock for the name.
 
 All functions take the registry's ``uint64`` view and explicit word offsets,
-and return integers; none raises.
+and return integers; none raises. The one exception is
+:func:`registry_entry_stamp`, a reader's cheapest question about an entry: its
+three words' offsets from the entry's first word are :data:`ENTRY_STATE`,
+:data:`ENTRY_GENERATION` and :data:`ENTRY_SEQ` (docs/FORMAT.md, "Entry";
+``tests/arrowshm/test_layout.py`` asserts they match ``arrowshm._shm.layout``).
 """
 
 from __future__ import annotations
@@ -23,12 +27,19 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from ._jit import U64Array, as_int64, kernel
 from .atomics import cas, fence_acquire, load_acquire, load_relaxed
+from .status import EBUSY, EINVAL, REGISTRY_FULL
 from .status import NOT_FOUND as NOT_FOUND
 from .status import QUOTA_EXCEEDED as QUOTA_EXCEEDED
-from .status import REGISTRY_FULL
 
 FULL = REGISTRY_FULL
+
+# word offsets from an entry's first word (docs/FORMAT.md, "Entry": state at byte 0,
+# generation at 8, the record's seqlock sequence at 336)
+ENTRY_STATE = 0
+ENTRY_GENERATION = 1
+ENTRY_SEQ = 42
 
 _STATE_EMPTY = 0
 _STATE_LIVE = 2
@@ -151,3 +162,44 @@ def counter_release(words: npt.NDArray[np.uint64], used_idx: int, nbytes: np.uin
         new = used - nbytes if used > nbytes else np.uint64(0)
         if cas(words, used_idx, used, new) == used:
             return 0
+
+
+@kernel
+def registry_entry_stamp(words: U64Array, entry: int, generation: int) -> int:
+    """The sequence of the record of the entry at word ``entry``, if the entry is
+    LIVE under ``generation``: a stamp that changes whenever the entry does.
+
+    Every write of the record (a publish, a TTL or retention change) moves the
+    seqlock sequence by 2; a delete makes the entry DELETED; a later claim of the
+    slot bumps the generation. So a reader that took a stamp together with a
+    record (one stamp before and an equal one after reading it) and later gets
+    the same stamp back knows that the record is still the one it read: the
+    one-call test of a repeated ``get``.
+
+    **Memory ordering**: acquire loads of ``generation``, ``state``, the
+    sequence and ``generation`` again. The generation is stored (release)
+    before and after a claim rewrites the slot and the state is LIVE only
+    between them, so equal generations around a LIVE state mean that entry
+    incarnation was live when the state was read; the sequence only grows, so
+    the stamp returned was current at that moment or just after (the call is
+    linearizable at the state load). A waiter that saw a record word of a later
+    write (acquire) sees at least that write's odd sequence here: the writer
+    makes the sequence odd and issues a release fence before it stores a
+    record word.
+
+    Returns the even sequence (>= 0); ``NOT_FOUND`` (-201) when the entry is not
+    LIVE or holds another generation; ``EBUSY`` (-16) while a write is in
+    progress (odd sequence); ``EINVAL`` (-22) when the entry lies outside
+    ``words``.
+    """
+    if entry < 0 or entry + ENTRY_SEQ >= words.shape[0]:
+        return EINVAL
+    g1 = load_acquire(words, entry + ENTRY_GENERATION)
+    state = load_acquire(words, entry + ENTRY_STATE)
+    seq = load_acquire(words, entry + ENTRY_SEQ)
+    g2 = load_acquire(words, entry + ENTRY_GENERATION)
+    if g1 != g2 or g1 != np.uint64(generation) or state != np.uint64(_STATE_LIVE):
+        return NOT_FOUND
+    if seq & np.uint64(1):
+        return EBUSY
+    return as_int64(seq)

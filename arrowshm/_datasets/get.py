@@ -9,7 +9,14 @@ header's batch locator, FORMAT.md).
 
 Each process keeps the newest table it mapped per name (one per name, so a
 superseded version is released at the next ``get`` of that name): a repeated
-``get`` of an unchanged version returns it without touching the segment.
+``get`` of an unchanged version returns it without touching the segment. With
+it the cache keeps the entry's stamp (:func:`arrowshm.kernels.registry.
+registry_entry_stamp`: the record's seqlock sequence, valid while the entry is
+LIVE under the same generation) taken around the record read that found that
+version current, and the TTL deadline: a repeated ``get`` is then one kernel
+call that finds the stamp unchanged — no publish, TTL or retention change and
+no delete since — and the deadline not passed. Anything else takes the full
+path, which reads the record through the seqlock.
 """
 
 from __future__ import annotations
@@ -17,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from dataclasses import dataclass
 
 import pyarrow as pa
 
@@ -44,23 +50,41 @@ from .._shm.mapcache import (
     release_soon,
     take_idle,
 )
-from .._shm.registry import EntryView
+from .._shm.registry import EntryView, Registry
 from .._shm.segment import Segment
 from ..kernels.pins import PIN_BAD_FORMAT, PIN_OK, PIN_STALE, pin_version
+from ..kernels.registry import registry_entry_stamp
 from .entries import Recycled, dataset_entry, make_info, resolve
 
 __all__ = ["clear_cache", "forget_table", "get", "info", "list_datasets", "wait"]
 
 _GET_RETRIES = 64
 _HAS_TO_TABLE = hasattr(pa.RecordBatch, "to_table")
+_NEVER = (1 << 63) - 1
+_time_ns = time.time_ns
 
 
-@dataclass
 class _Cached:
-    version: int
-    segment_id: int
-    table: pa.Table
-    schema_fp: int  # fingerprint of table.schema, from the segment header
+    """The newest table of a name this process mapped, and how to tell cheaply that
+    it is still the current version (the fast path of :func:`get`)."""
+
+    __slots__ = ("entry", "expires_ns", "generation", "reg", "schema_fp", "segment_id",
+                 "stamp", "table", "version")
+
+    def __init__(self, version: int, segment_id: int, table: pa.Table, schema_fp: int,
+                 reg: Registry | None = None, entry: int = 0, generation: int = 0,
+                 stamp: int = -1, expires_ns: int = _NEVER) -> None:
+        self.version = version
+        self.segment_id = segment_id
+        self.table = table
+        self.schema_fp = schema_fp  # fingerprint of table.schema, from the segment header
+        self.reg = reg  # the registry whose entry the stamp is of
+        self.entry = entry  # word index of the entry in reg.words
+        self.generation = generation
+        # the entry's stamp when `version` was found current there; -1: unknown, so
+        # every get takes the full path
+        self.stamp = stamp
+        self.expires_ns = expires_ns  # CLOCK_REALTIME ns after which the TTL has passed
 
 
 # (namespace, name) -> newest version this process mapped
@@ -68,13 +92,43 @@ _cache: dict[tuple[str, str], _Cached] = {}
 _cache_lock = threading.Lock()
 
 
-def _cache_put(key: tuple[str, str], version: int, segment_id: int, table: pa.Table,
-               schema_fp: int) -> None:
+def _entry_word(reg: Registry, slot: int) -> int:
+    return reg.ew(slot, 0)  # the entry's first word (kernels.registry reads from there)
+
+
+def _stamp_before(reg: Registry, name: str) -> tuple[int, int, int] | None:
+    """(slot, generation, stamp) of *name*'s entry before its record is read, or None."""
+    found = reg.cached_lookup(name)
+    if found is None:
+        return None
+    slot, gen = found
+    stamp = registry_entry_stamp(reg.words, _entry_word(reg, slot), gen)
+    return (slot, gen, stamp) if stamp >= 0 else None
+
+
+def _current(reg: Registry, view: EntryView, before: tuple[int, int, int] | None,
+             version: int, segment_id: int, table: pa.Table, schema_fp: int) -> _Cached:
+    """The cache record of the current version *version* read in *view*: with the
+    stamp taken *before* the record read if it is still the entry's stamp now (then
+    the record read is exactly the one of that stamp), else with none."""
+    ttl = view.ttl_ns
+    expires = view.updated_ns + ttl if ttl else _NEVER
+    entry = _entry_word(reg, view.slot)
+    stamp = -1
+    if before is not None and before[:2] == (view.slot, view.generation) and (
+        registry_entry_stamp(reg.words, entry, view.generation) == before[2]
+    ):
+        stamp = before[2]
+    return _Cached(version, segment_id, table, schema_fp, reg, entry, view.generation, stamp,
+                   expires)
+
+
+def _cache_put(key: tuple[str, str], new: _Cached) -> None:
     with _cache_lock:
         cur = _cache.get(key)
-        if cur is None or cur.version <= version:
-            _cache[key] = _Cached(version, segment_id, table, schema_fp)
-    if cur is not None:
+        if cur is None or cur.version <= new.version:
+            _cache[key] = new
+    if cur is not None and cur.table is not new.table:
         release_soon(cur)  # not on this get's path (see arrowshm._shm.mapcache)
 
 
@@ -134,13 +188,35 @@ def get(ctx: Context, name: str, *, version: int | None = None,
     (see :func:`arrowshm.get`)."""
     validate_name(name)
     collect()  # the version a previous get superseded (nothing left when wait() ran it)
+    if version is None:
+        # fast path: the table this process holds, if the entry has not changed since
+        cached = _cache.get((ctx.namespace, name))
+        if (
+            cached is not None
+            and cached.reg is ctx.registry
+            and _time_ns() <= cached.expires_ns
+            and registry_entry_stamp(cached.reg.words, cached.entry, cached.generation)
+            == cached.stamp
+        ):
+            if validate:
+                _validate(cached.table, name)
+            return cached.table
+    return _get(ctx, name, version, validate)
+
+
+def _get(ctx: Context, name: str, version: int | None, validate: bool) -> pa.Table:
+    """The full path of :func:`get`: read the entry, reuse or pin the version."""
     reg = ctx.registry
     key = (ctx.namespace, name)
     for attempt in range(_GET_RETRIES):
+        before = _stamp_before(reg, name)
         view = dataset_entry(reg, name)
         want, seg_id = resolve(view, version, ctx.namespace)
         cached = _cache.get(key)
         if cached is not None and cached.version == want and cached.segment_id == seg_id:
+            if want == view.version:  # (re)arm the fast path
+                _cache_put(key, _current(reg, view, before, want, seg_id, cached.table,
+                                         cached.schema_fp))
             if validate:
                 _validate(cached.table, name)
             return cached.table
@@ -166,8 +242,8 @@ def get(ctx: Context, name: str, *, version: int | None = None,
             fp = header.schema_fp(seg)
         if validate:
             _validate(table, name)
-        if version is None or want == view.version:
-            _cache_put(key, want, seg_id, table, fp)
+        if want == view.version:
+            _cache_put(key, _current(reg, view, before, want, seg_id, table, fp))
         return table
     raise NotFoundError(f"{name!r} kept changing while it was read; try again", name=name)
 
