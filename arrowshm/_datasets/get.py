@@ -309,7 +309,11 @@ def _open_version(ctx: Context, segment_id: int, version: int,
 
 def _schema_of(ctx: Context, view: EntryView, version: int, seg_id: int) -> pa.Schema:
     cached = _cache.get((ctx.namespace, view.name))
-    if cached is not None and cached.segment_id == seg_id and cached.version == version:
+    if cached is not None and (
+        (cached.segment_id == seg_id and cached.version == version)
+        # the current version, of the schema this process already holds a table of
+        or (version == view.version and cached.schema_fp and view.schema_fp == cached.schema_fp)
+    ):
         return cached.table.schema
     seg, off, n, word = _open_version(ctx, seg_id, version, view)
     try:
@@ -331,25 +335,34 @@ def info(ctx: Context, name: str, version: int | None = None) -> DatasetInfo:
     reg = ctx.registry
     for _ in range(_GET_RETRIES):
         view = dataset_entry(reg, name)
-        want, seg_id = resolve(view, version, ctx.namespace)
-        try:
-            schema = _schema_of(ctx, view, want, seg_id)
-        except (NotFoundError, Recycled):
-            reg.forget(name)
-            continue
-        result = make_info(ctx.namespace, name, view, schema, want, reg.segment_name(seg_id))
-        if want != view.version:  # an older version: its sizes are in its own header
-            try:
-                seg, _, n, word = _open_version(ctx, seg_id, want, view)
-                rows = header.num_rows(seg)
-                if header.state_word(seg) != word:
-                    raise Recycled()
-            except (NotFoundError, Recycled):
-                reg.forget(name)
-                continue
-            result = dataclasses.replace(result, num_rows=rows, nbytes=n)
-        return result
+        result = _describe(ctx, name, view, version)
+        if result is not None:
+            return result
+        reg.forget(name)
     raise NotFoundError(f"{name!r} kept changing while it was read; try again", name=name)
+
+
+def _describe(ctx: Context, name: str, view: EntryView,
+              version: int | None = None) -> DatasetInfo | None:
+    """The :class:`DatasetInfo` of *version* (the latest by default) of the entry
+    *view*, or None when its segment was retired or recycled meanwhile."""
+    reg = ctx.registry
+    want, seg_id = resolve(view, version, ctx.namespace)
+    try:
+        schema = _schema_of(ctx, view, want, seg_id)
+    except (NotFoundError, Recycled):
+        return None
+    result = make_info(ctx.namespace, name, view, schema, want, reg.segment_name(seg_id))
+    if want != view.version:  # an older version: its sizes are in its own header
+        try:
+            seg, _, n, word = _open_version(ctx, seg_id, want, view)
+            rows = header.num_rows(seg)
+            if header.state_word(seg) != word:
+                raise Recycled()
+        except (NotFoundError, Recycled):
+            return None
+        result = dataclasses.replace(result, num_rows=rows, nbytes=n)
+    return result
 
 
 def list_datasets(ctx: Context) -> list[DatasetInfo]:
@@ -397,7 +410,8 @@ def wait(ctx: Context, name: str, *, after_version: int = 0,
             except NotFoundError:
                 view = None
             if view is not None and view.version > after_version:
-                return info(ctx, name)
+                # described from the entry just read (info() would read it again)
+                return _describe(ctx, name, view) or info(ctx, name)
             if view is not None and remaining > 0:
                 # sleep on the entry's own futex, in slices so a delete is noticed
                 reg.wait_version(view.slot, after_version, min(remaining, 0.25))
