@@ -47,17 +47,18 @@ def put(ctx: Context, name: str, data: Any, *, retain: int = 1,
     ttl_ns = check_ttl(ttl)
     table = to_table(data)
     reg = ctx.registry
-    existing = reg.lookup(name)
-    if existing is not None:
-        reg.check_kind(existing[0], name, L.KIND_DATASET)
+    found = reg.cached_lookup(name)
+    if found is not None and reg.kind_at(found[0]) != L.KIND_DATASET:
+        reg.forget(name)  # (a cached slot may since hold another name: look again)
+        found = reg.lookup(name)
+        if found is not None:
+            reg.check_kind(found[0], name, L.KIND_DATASET)
 
-    sink = pa.MockOutputStream()
-    with pa.ipc.new_stream(sink, table.schema, options=IPC_OPTIONS) as w:
-        w.write_table(table)
-    data_bytes = sink.size()
+    facts = _schema_facts(table.schema)
+    schema_message = facts.message
+    fp = facts.fp
+    data_bytes = _stream_bytes(table, facts)
     seg_bytes = L.SEGMENT_HEADER_BYTES + data_bytes
-    schema_message = table.schema.serialize()
-    fp = schema_fingerprint(table.schema, schema_message)
 
     seg_id, seg, fresh = allocate_segment(ctx, seg_bytes)
     published = False
@@ -80,6 +81,72 @@ def put(ctx: Context, name: str, data: Any, *, retain: int = 1,
         if not published:
             reg.free(seg)
     return info
+
+
+class _SchemaFacts:
+    """What a put needs of a schema: its IPC message, fingerprint, dictionaries."""
+
+    __slots__ = ("dictionaries", "fp", "message", "metadata_keys", "schema")
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.schema = schema
+        self.message = schema.serialize()  # as the stream writer emits it first
+        self.fp = schema_fingerprint(schema, self.message)
+        self.metadata_keys = _metadata_keys(schema)
+        self.dictionaries = any(_has_dictionary(f.type) for f in schema)
+
+
+def _has_dictionary(t: pa.DataType) -> bool:
+    return pa.types.is_dictionary(t) or any(
+        _has_dictionary(t.field(i).type) for i in range(getattr(t, "num_fields", 0)))
+
+
+def _metadata_keys(schema: pa.Schema) -> tuple[bytes, ...]:
+    md = schema.metadata
+    return () if md is None else tuple(md)
+
+
+# the schemas of the latest puts of this process, newest first: a put of a table whose
+# schema equals one of them skips serializing and hashing it again
+_recent_schemas: tuple[_SchemaFacts, ...] = ()
+_RECENT_SCHEMAS = 8
+
+
+def _schema_facts(schema: pa.Schema) -> _SchemaFacts:
+    """The facts of *schema*, from the recent schemas when one is equal to it.
+
+    Equal means Arrow's equality, metadata included, with the schema metadata's keys
+    in the same order (the serialized message keeps their order; Arrow's equality
+    does not look at it).
+    """
+    global _recent_schemas
+    recent = _recent_schemas
+    for facts in recent:
+        if facts.schema is schema or (
+            schema.equals(facts.schema, check_metadata=True)
+            and _metadata_keys(schema) == facts.metadata_keys
+        ):
+            return facts
+    facts = _SchemaFacts(schema)
+    _recent_schemas = (facts, *recent[: _RECENT_SCHEMAS - 1])
+    return facts
+
+
+def _stream_bytes(table: pa.Table, facts: _SchemaFacts) -> int:
+    """Bytes of *table* written as an Arrow IPC stream: for a table of one record batch
+    (no dictionaries) the schema message, the batch message and the 8-byte
+    end-of-stream marker; otherwise a counting pass over the whole stream."""
+    if not facts.dictionaries and table.num_rows:
+        batches = table.to_batches()  # (the batches the stream writer writes)
+        if len(batches) == 1:
+            try:
+                return int(facts.message.size + pa.ipc.get_record_batch_size(batches[0]) + 8)
+            except pa.ArrowException:  # (e.g. lengths beyond 32 bits): count instead
+                pass
+    sink = pa.MockOutputStream()
+    with pa.ipc.new_stream(sink, table.schema, options=IPC_OPTIONS) as w:
+        w.write_table(table)
+    return int(sink.size())
 
 
 def _single_batch(
