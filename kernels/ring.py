@@ -63,6 +63,14 @@ is overwritten); in ``overwrite`` mode unread batches go, and a lapped reader
 skips ahead, counting what it missed. In both modes pinned bytes are never
 overwritten.
 
+Bursts. :func:`ring_try_claim_many` claims ``count`` sequences and one region
+for their messages, written back to back, and :func:`ring_publish_many` fills
+their descriptors and stores the cursor once. :func:`ring_try_read_many`
+claims every published batch from the reader's cursor on (up to a maximum)
+whose messages lie back to back in one lap of the arena, and pins them as one
+run; :func:`ring_unpin_range` releases such a run at once. One kernel call per
+burst instead of per batch, on both sides; the protocol per batch is the same.
+
 Waiting: spin (``pause``) for ``spin_ns``, then sleep on a futex event
 counter with a waiter count, so the other side issues a ``FUTEX_WAKE`` only
 when someone sleeps (see :func:`ring_notify`). Every wait takes a timeout
@@ -139,14 +147,18 @@ __all__ = [
     "ring_evict",
     "ring_notify",
     "ring_publish",
+    "ring_publish_many",
     "ring_read",
     "ring_reader_attach",
     "ring_reader_detach",
     "ring_reader_drain",
     "ring_try_claim",
+    "ring_try_claim_many",
     "ring_try_read",
+    "ring_try_read_many",
     "ring_try_wait_for",
     "ring_unpin",
+    "ring_unpin_range",
     "ring_wait_for",
 ]
 
@@ -234,12 +246,13 @@ O_NEED = 2
 O_FIRST_GATING = 3
 O_N_GATING = 4
 O_GATE_KIND = 5  # GATE_UNREAD / GATE_PINNED / GATE_BUSY
-# read kernels
+# read kernels (``ring_try_read_many``: the whole run of batches claimed)
 O_VSTART = 0
 O_LENGTH = 1
 O_ROWS = 2
 O_MISSED = 3
 O_READ = 4
+O_COUNT = 5  # batches claimed (ring_try_read_many)
 O_SCRATCH = 8  # scratch for the pin table while a claim can still be undone
 OUT_WORDS = 8 + 2 + PIN_SPANS * SPAN_WORDS + 2
 
@@ -342,49 +355,19 @@ def _pin_conflict(
 
 
 @kernel
-def ring_try_claim(
+def _try_claim(
     words: U64Array,
     geo: U64Array,
     head: int,
     size: int,
+    count: int,
     restart_bytes: int,
     restart: int,
     out: U64Array,
 ) -> int:
-    """Try to claim the next sequence and a region for a message of ``size`` bytes.
-
-    The region starts at ``head`` (the end of the previous message) if the
-    message fits before the end of the arena and no reader pinned those
-    bytes; otherwise at the next lap, or just past the pinned span. A region
-    that does not follow the previous message (or ``restart != 0``) also
-    holds ``restart_bytes`` in front (the IPC schema message the caller
-    writes when it restarts its stream writer there). On success
-    ``out[O_START]`` is the region's virtual start, ``out[O_RESTART]`` 1 if
-    the caller must restart, ``out[O_NEED]`` the new ``reclaim``; the caller
-    writes the bytes and calls :func:`ring_publish`. The writer is
-    single-threaded, so nothing else claims in between. When gated,
-    ``out[O_FIRST_GATING]``, ``out[O_N_GATING]`` and ``out[O_GATE_KIND]``
-    (1 unread, 2 pinned, 3 a pin table stayed busy) say who is in the way.
-    ``size + restart_bytes`` must not exceed the arena (checked by the caller).
-
-    **Memory ordering**: the writer's own words (cursor, reclaim, the
-    descriptors' ``vstart``) are relaxed loads. ``reclaim`` is stored with
-    seq_cst *before* the readers' pin tables are read, and in block mode
-    before a second check of their ``read`` cursors (a first check before
-    the store keeps a failed attempt from advancing the horizon; the second
-    catches a reader that attached meanwhile: it stores ``read`` and then
-    loads ``reclaim``, both seq_cst). Readers' ``state`` and ``read`` are
-    seq_cst loads; their pin tables are read under their seqlock (seq_cst
-    load of ``pins_seq``, relaxed spans, acquire fence, re-check).
-    A reader publishes a pin (seq_cst store of the even ``pins_seq``) and
-    then loads ``reclaim`` (seq_cst), so in the single total order either the
-    writer sees the pin, or the reader sees the new ``reclaim`` and drops the
-    claim without touching the batch. In block mode a reader pins a batch
-    before it advances ``read`` past it, and the writer reads ``read`` before
-    the pins, so a batch is always either unread or visibly pinned.
-
-    Returns the sequence to write (>= 0) or ``GATED`` (-1).
-    """
+    # ring_try_claim for ``count`` sequences sharing one region of ``size`` bytes: the
+    # descriptors of n .. n + count - 1 reuse those of n + count - 1 - n_slots and
+    # before, so ``need`` starts at n + count - n_slots (1 <= count <= n_slots)
     hdr = np.int64(geo[G_HDR])
     n = load_relaxed(words, hdr + H_CURSOR)
     n_slots = geo[G_N_SLOTS]
@@ -397,7 +380,8 @@ def ring_try_claim(
     sz = np.uint64(size)
     start = h
     rs = restart != 0
-    lo = n + _U1 - n_slots if n + _U1 > n_slots else _U0
+    cnt = np.uint64(count)
+    lo = n + cnt - n_slots if n + cnt > n_slots else _U0
     out[O_N_GATING] = 0
     for _ in range(4 + 4 * max_readers * PIN_SPANS):
         total = sz + (np.uint64(restart_bytes) if rs else _U0)
@@ -473,6 +457,84 @@ def ring_try_claim(
     if out[O_N_GATING] == 0:
         out[O_N_GATING] = 1
     return GATED
+
+
+@kernel
+def ring_try_claim(
+    words: U64Array,
+    geo: U64Array,
+    head: int,
+    size: int,
+    restart_bytes: int,
+    restart: int,
+    out: U64Array,
+) -> int:
+    """Try to claim the next sequence and a region for a message of ``size`` bytes.
+
+    The region starts at ``head`` (the end of the previous message) if the
+    message fits before the end of the arena and no reader pinned those
+    bytes; otherwise at the next lap, or just past the pinned span. A region
+    that does not follow the previous message (or ``restart != 0``) also
+    holds ``restart_bytes`` in front (the IPC schema message the caller
+    writes when it restarts its stream writer there). On success
+    ``out[O_START]`` is the region's virtual start, ``out[O_RESTART]`` 1 if
+    the caller must restart, ``out[O_NEED]`` the new ``reclaim``; the caller
+    writes the bytes and calls :func:`ring_publish`. The writer is
+    single-threaded, so nothing else claims in between. When gated,
+    ``out[O_FIRST_GATING]``, ``out[O_N_GATING]`` and ``out[O_GATE_KIND]``
+    (1 unread, 2 pinned, 3 a pin table stayed busy) say who is in the way.
+    ``size + restart_bytes`` must not exceed the arena (checked by the caller).
+
+    **Memory ordering**: the writer's own words (cursor, reclaim, the
+    descriptors' ``vstart``) are relaxed loads. ``reclaim`` is stored with
+    seq_cst *before* the readers' pin tables are read, and in block mode
+    before a second check of their ``read`` cursors (a first check before
+    the store keeps a failed attempt from advancing the horizon; the second
+    catches a reader that attached meanwhile: it stores ``read`` and then
+    loads ``reclaim``, both seq_cst). Readers' ``state`` and ``read`` are
+    seq_cst loads; their pin tables are read under their seqlock (seq_cst
+    load of ``pins_seq``, relaxed spans, acquire fence, re-check).
+    A reader publishes a pin (seq_cst store of the even ``pins_seq``) and
+    then loads ``reclaim`` (seq_cst), so in the single total order either the
+    writer sees the pin, or the reader sees the new ``reclaim`` and drops the
+    claim without touching the batch. In block mode a reader pins a batch
+    before it advances ``read`` past it, and the writer reads ``read`` before
+    the pins, so a batch is always either unread or visibly pinned.
+
+    Returns the sequence to write (>= 0) or ``GATED`` (-401).
+    """
+    return _try_claim(words, geo, head, size, 1, restart_bytes, restart, out)
+
+
+@kernel
+def ring_try_claim_many(
+    words: U64Array,
+    geo: U64Array,
+    head: int,
+    size: int,
+    count: int,
+    restart_bytes: int,
+    restart: int,
+    out: U64Array,
+) -> int:
+    """:func:`ring_try_claim` for ``count`` batches at once: the next ``count``
+    sequences and one region of ``size`` bytes for their messages, back to back.
+
+    As :func:`ring_try_claim` in every other respect (``out`` receives the
+    region's start, the restart flag and the new ``reclaim``; a region that
+    does not follow the previous message holds ``restart_bytes`` in front).
+    The caller writes the messages and calls :func:`ring_publish_many`. It
+    must ensure ``1 <= count <= n_slots`` and ``size + restart_bytes <=
+    arena_bytes``.
+
+    **Memory ordering**: as :func:`ring_try_claim`; the oldest batch that
+    must stay intact is computed for the last of the ``count`` sequences,
+    whose descriptor slot is reused last, so every reader check of
+    :func:`ring_try_claim` covers all of them.
+
+    Returns the first sequence to write (>= 0) or ``GATED`` (-401).
+    """
+    return _try_claim(words, geo, head, size, count, restart_bytes, restart, out)
 
 
 @kernel
@@ -598,6 +660,66 @@ def ring_publish(
     store_relaxed(words, hdr + H_ROWS, load_relaxed(words, hdr + H_ROWS) + np.uint64(rows))
     store_relaxed(words, hdr + H_HEARTBEAT, np.uint64(now_ns))
     store_release(words, hdr + H_CURSOR, s + _U1)
+    return ring_notify(words, w32, hdr + H_DATA_FUTEX, hdr + H_DATA_WAITERS)
+
+
+@kernel
+def ring_publish_many(
+    words: U64Array,
+    w32: U32Array,
+    geo: U64Array,
+    seq: int,
+    count: int,
+    vstart: int,
+    lengths: U64Array,
+    rows: U64Array,
+    head: int,
+    now_ns: int,
+) -> int:
+    """Publish batches ``seq .. seq + count - 1`` (claimed with
+    :func:`ring_try_claim_many`) and wake sleeping readers once.
+
+    Their messages lie back to back from ``vstart``: batch ``seq + i`` has
+    ``lengths[i]`` bytes and ``rows[i]`` rows. Fills each descriptor like
+    :func:`ring_publish` (``vstart``, ``length``, ``rows``, then the stamp),
+    advances ``head`` and the statistics, then stores ``cursor = seq +
+    count`` once.
+
+    **Memory ordering**: as :func:`ring_publish`: a release fence first; the
+    descriptor fields and statistics are relaxed stores, every stamp and the
+    cursor are release stores, so a reader that acquire-loads ``cursor > seq
+    + i`` sees descriptor ``seq + i`` and every byte written before this
+    call. The wake-up follows :func:`ring_notify`.
+
+    Returns the number of readers woken (>= 0).
+    """
+    fence_release()
+    hdr = np.int64(geo[G_HDR])
+    ring = np.int64(geo[G_RING])
+    mask = geo[G_N_SLOTS] - _U1
+    s = np.uint64(seq)
+    v = np.uint64(vstart)
+    nbytes = _U0
+    nrows = _U0
+    for i in range(count):
+        k = s + np.uint64(i)
+        d = ring + np.int64(k & mask) * DESC_WORDS
+        store_relaxed(words, d + D_VSTART, v)
+        store_relaxed(words, d + D_LENGTH, lengths[i])
+        store_relaxed(words, d + D_ROWS, rows[i])
+        store_release(words, d + D_SEQ, k + _U1)
+        v += lengths[i]
+        nbytes += lengths[i]
+        nrows += rows[i]
+    old_head = load_relaxed(words, hdr + H_HEAD)
+    if np.uint64(vstart) > old_head:
+        skipped = load_relaxed(words, hdr + H_SKIPPED) + np.uint64(vstart) - old_head
+        store_relaxed(words, hdr + H_SKIPPED, skipped)
+    store_relaxed(words, hdr + H_HEAD, np.uint64(head))
+    store_relaxed(words, hdr + H_BYTES, load_relaxed(words, hdr + H_BYTES) + nbytes)
+    store_relaxed(words, hdr + H_ROWS, load_relaxed(words, hdr + H_ROWS) + nrows)
+    store_relaxed(words, hdr + H_HEARTBEAT, np.uint64(now_ns))
+    store_release(words, hdr + H_CURSOR, s + np.uint64(count))
     return ring_notify(words, w32, hdr + H_DATA_FUTEX, hdr + H_DATA_WAITERS)
 
 
@@ -867,15 +989,19 @@ def _pins_end(words: U64Array, base: int, s: np.uint64) -> None:
 
 
 @kernel
-def _pin_add(words: U64Array, base: int, seq: np.uint64, v0: np.uint64, v1: np.uint64) -> None:
-    # Add held batch `seq` (bytes [v0, v1)), the newest held, to the pin spans (caller
-    # holds the seqlock). Extends the last span when it ends at seq - 1; else appends;
-    # with no room, first merges the two spans closest in sequence numbers.
+def _pin_add(
+    words: U64Array, base: int, seq: np.uint64, last_seq: np.uint64, v0: np.uint64,
+    v1: np.uint64,
+) -> None:
+    # Add the run of held batches `seq` .. `last_seq` (bytes [v0, v1)), the newest held,
+    # to the pin spans (caller holds the seqlock). Extends the last span when it ends at
+    # seq - 1; else appends; with no room, first merges the two spans closest in
+    # sequence numbers.
     n = np.int64(_pins_n(words, base))
     if n > 0:
         last = base + RD_SPANS + (n - 1) * SPAN_WORDS
         if load_relaxed(words, last + 1) + _U1 == seq:
-            store_relaxed(words, last + 1, seq)
+            store_relaxed(words, last + 1, last_seq)
             store_relaxed(words, last + 3, v1)
             return
     if n >= PIN_SPANS:
@@ -898,7 +1024,7 @@ def _pin_add(words: U64Array, base: int, seq: np.uint64, v0: np.uint64, v1: np.u
         n -= 1
     sp = base + RD_SPANS + n * SPAN_WORDS
     store_relaxed(words, sp, seq)
-    store_relaxed(words, sp + 1, seq)
+    store_relaxed(words, sp + 1, last_seq)
     store_relaxed(words, sp + 2, v0)
     store_relaxed(words, sp + 3, v1)
     store_relaxed(words, base + RD_PINS_N, np.uint64(n + 1))
@@ -987,7 +1113,7 @@ def ring_try_read(words: U64Array, geo: U64Array, slot: int, now_ns: int, out: U
             for w in range(PIN_SPANS * SPAN_WORDS):
                 out[O_SCRATCH + 1 + w] = load_relaxed(words, base + RD_SPANS + w)
         s = _pins_begin(words, base)
-        _pin_add(words, base, k, vstart, vstart + length)
+        _pin_add(words, base, k, k, vstart, vstart + length)
         _pins_end(words, base, s)
         store_seq_cst(words, base + RD_READ, k + _U1)
         if overwrite and load_seq_cst(words, hdr + H_RECLAIM) > k:
@@ -1006,6 +1132,134 @@ def ring_try_read(words: U64Array, geo: U64Array, slot: int, now_ns: int, out: U
         if missed != _U0:
             store_relaxed(words, base + RD_MISSED, load_relaxed(words, base + RD_MISSED) + missed)
         store_relaxed(words, base + RD_HELD, load_relaxed(words, base + RD_HELD) + _U1)
+        store_relaxed(words, base + RD_HEARTBEAT, np.uint64(now_ns))
+        return np.int64(k)
+    # lapped up to the cursor: nothing left to read right now
+    store_relaxed(words, base + RD_MISSED, load_relaxed(words, base + RD_MISSED) + missed)
+    out[O_MISSED] = missed
+    out[O_READ] = k
+    return EMPTY
+
+
+@kernel
+def ring_try_read_many(
+    words: U64Array, geo: U64Array, slot: int, max_n: int, now_ns: int, out: U64Array
+) -> int:
+    """Claim and pin up to ``max_n`` of the reader's next batches, as one run. Never blocks.
+
+    :func:`ring_try_read` for a burst: from the slot's ``read`` cursor on, it
+    claims every published batch (at most ``max_n``, at least 1) whose message
+    starts where the previous one ends, within one lap of the arena, so the
+    run's bytes ``[v0, v0 + length)`` are one contiguous piece of the arena
+    holding the consecutive messages (a writer restart, a jump or a new lap
+    ends the run; the next call starts another). The run is added to the
+    reader's pin spans as one entry (see the module docstring) and released
+    with :func:`ring_unpin_range`. On success ``out`` receives ``O_VSTART``
+    (``v0``), ``O_LENGTH`` (the run's bytes), ``O_ROWS`` (its rows),
+    ``O_COUNT`` (batches claimed), ``O_MISSED`` and ``O_READ`` as
+    :func:`ring_try_read`. Lapping in overwrite mode is handled as there.
+
+    **Memory ordering**: as :func:`ring_try_read`: acquire load of ``cursor``;
+    for each batch an acquire load of its descriptor's stamp and relaxed loads
+    of its fields, then one acquire fence; the run's pin under the slot's
+    seqlock (closed with a seq_cst store), then ``read = seq + count``
+    (seq_cst). In overwrite mode the seq_cst load of ``reclaim`` that follows
+    covers the whole run: a writer reuses a descriptor or the bytes of batch
+    ``seq + i`` only after storing ``reclaim > seq + i >= seq``, so either this
+    load sees that (and the claim is undone) or the writer sees the pin. In
+    block mode the writer reuses nothing an ACTIVE reader has not read.
+
+    Bounds: the run lies inside the arena (``v0 % arena + length <= arena``)
+    and each message is at least an IPC message header long.
+
+    Returns the first sequence claimed (>= 0), ``EMPTY``, ``CLOSED`` or
+    ``CORRUPT`` (the first descriptor holds another sequence or bytes outside
+    the arena; nothing is pinned).
+    """
+    hdr = np.int64(geo[G_HDR])
+    base = np.int64(geo[G_READERS]) + np.int64(slot) * SLOT_WORDS
+    overwrite = geo[G_MODE] == MODE_OVERWRITE
+    k = load_relaxed(words, base + RD_READ)
+    out[O_MISSED] = _U0
+    out[O_COUNT] = _U0
+    out[O_READ] = k
+    c = load_acquire(words, hdr + H_CURSOR)
+    if c <= k:
+        if load_acquire(words, hdr + H_CLOSED) == _U0:
+            return EMPTY
+        c = load_acquire(words, hdr + H_CURSOR)
+        if c <= k:
+            return CLOSED
+    missed = _U0
+    ring = np.int64(geo[G_RING])
+    mask = geo[G_N_SLOTS] - _U1
+    arena = geo[G_ARENA_BYTES]
+    most = np.uint64(max_n) if max_n > 1 else _U1
+    while True:
+        if overwrite:
+            r = load_seq_cst(words, hdr + H_RECLAIM)
+            if r > k:  # lapped before we even looked: batches k .. r-1 may be gone
+                missed += r - k
+                k = r
+                store_seq_cst(words, base + RD_READ, k)
+                if k >= c:
+                    c = load_acquire(words, hdr + H_CURSOR)
+                    if k >= c:
+                        break
+                continue
+        d = ring + np.int64(k & mask) * DESC_WORDS
+        stamp = load_acquire(words, d + D_SEQ)
+        v0 = load_relaxed(words, d + D_VSTART)
+        total = load_relaxed(words, d + D_LENGTH)
+        rows = load_relaxed(words, d + D_ROWS)
+        if (stamp != k + _U1 or total < _MIN_MESSAGE or total > arena
+                or v0 % arena > arena - total):
+            fence_acquire()
+            if overwrite and load_seq_cst(words, hdr + H_RECLAIM) > k:
+                continue  # reused under us: the lapped path above handles it
+            return CORRUPT
+        room = arena - v0 % arena - total  # bytes after the run, up to the lap's end
+        n = _U1
+        avail = c - k
+        while n < avail and n < most:
+            e = ring + np.int64((k + n) & mask) * DESC_WORDS
+            if load_acquire(words, e + D_SEQ) != k + n + _U1:
+                break
+            length = load_relaxed(words, e + D_LENGTH)
+            if (load_relaxed(words, e + D_VSTART) != v0 + total or length < _MIN_MESSAGE
+                    or length > room):
+                break
+            total += length
+            room -= length
+            rows += load_relaxed(words, e + D_ROWS)
+            n += _U1
+        fence_acquire()
+        if overwrite:  # back up the pin table: the claim may have to be undone
+            pn = _pins_n(words, base)
+            out[O_SCRATCH] = pn
+            for w in range(PIN_SPANS * SPAN_WORDS):
+                out[O_SCRATCH + 1 + w] = load_relaxed(words, base + RD_SPANS + w)
+        s = _pins_begin(words, base)
+        _pin_add(words, base, k, k + n - _U1, v0, v0 + total)
+        _pins_end(words, base, s)
+        store_seq_cst(words, base + RD_READ, k + n)
+        if overwrite and load_seq_cst(words, hdr + H_RECLAIM) > k:
+            # the writer reclaimed the first batch before it could see the pin: undo, skip
+            s = _pins_begin(words, base)
+            store_relaxed(words, base + RD_PINS_N, out[O_SCRATCH])
+            for w in range(PIN_SPANS * SPAN_WORDS):
+                store_relaxed(words, base + RD_SPANS + w, out[O_SCRATCH + 1 + w])
+            _pins_end(words, base, s)
+            continue
+        out[O_VSTART] = v0
+        out[O_LENGTH] = total
+        out[O_ROWS] = rows
+        out[O_COUNT] = n
+        out[O_READ] = k + n
+        out[O_MISSED] = missed
+        if missed != _U0:
+            store_relaxed(words, base + RD_MISSED, load_relaxed(words, base + RD_MISSED) + missed)
+        store_relaxed(words, base + RD_HELD, load_relaxed(words, base + RD_HELD) + n)
         store_relaxed(words, base + RD_HEARTBEAT, np.uint64(now_ns))
         return np.int64(k)
     # lapped up to the cursor: nothing left to read right now
@@ -1082,7 +1336,7 @@ def ring_unpin(
     only ``seq``), starts at ``next_seq`` or ends at ``prev_seq`` (``seq`` was
     an end), or splits in two around ``seq`` if a span is free (otherwise it
     keeps pinning the gap until an end is released). Releases may come in any
-    order.
+    order. (:func:`ring_unpin_range` of the run ``seq .. seq``.)
 
     **Memory ordering**: the pin table changes under the slot's seqlock
     (relaxed stores between an odd store + release fence and a seq_cst even
@@ -1091,33 +1345,72 @@ def ring_unpin(
     writer reuses them only afterwards. Then :func:`ring_notify` of the
     space futex.
 
-    Returns 0, or ``NOT_HELD`` (-7) if no span contains ``seq``.
+    Returns 0, or ``NOT_HELD`` (-407) if no span contains ``seq``.
+    """
+    return ring_unpin_range(words, w32, geo, slot, seq, seq, prev_seq, prev_v1, next_seq,
+                            next_v0, held)
+
+
+@kernel
+def ring_unpin_range(
+    words: U64Array,
+    w32: U32Array,
+    geo: U64Array,
+    slot: int,
+    first: int,
+    last: int,
+    prev_seq: int,
+    prev_v1: int,
+    next_seq: int,
+    next_v0: int,
+    held: int,
+) -> int:
+    """Release the held run ``first .. last`` of reader ``slot`` (claimed together
+    by :func:`ring_try_read_many`, or one batch): shrink or split its pin span.
+
+    As :func:`ring_unpin` with a run in place of one batch: the caller passes
+    the last sequence ``prev_seq`` (and end ``prev_v1``) of the held batches
+    before the run, the first ``next_seq`` (and start ``next_v0``) of those
+    after it (-1 when there are none), and ``held``, the batches it holds
+    after this release. A run is always inside one span (it was pinned as one
+    entry, and spans only ever merge or split between runs): the span is
+    removed, trimmed at the end the run was, or split around it if a span is
+    free (otherwise it keeps pinning the run's bytes until an end goes).
+
+    **Memory ordering**: as :func:`ring_unpin`: the pin table changes under
+    the slot's seqlock (an odd store and a release fence, relaxed stores, a
+    seq_cst even store), so the writer reads the old table or the new one and
+    reuses the run's bytes only after the reader's last access to them; then
+    :func:`ring_notify` of the space futex.
+
+    Returns 0, or ``NOT_HELD`` (-407) if no span contains the whole run.
     """
     base = np.int64(geo[G_READERS]) + np.int64(slot) * SLOT_WORDS
-    s = np.uint64(seq)
+    s0 = np.uint64(first)
+    s1 = np.uint64(last)
     n = np.int64(_pins_n(words, base))
     found = -1
     for j in range(n):
         sp = base + RD_SPANS + j * SPAN_WORDS
-        if load_relaxed(words, sp) <= s <= load_relaxed(words, sp + 1):
+        if load_relaxed(words, sp) <= s0 and s1 <= load_relaxed(words, sp + 1):
             found = j
             break
-    if found < 0:
+    if found < 0 or s1 < s0:
         return NOT_HELD
     sp = base + RD_SPANS + found * SPAN_WORDS
-    first = load_relaxed(words, sp)
-    last = load_relaxed(words, sp + 1)
+    span_first = load_relaxed(words, sp)
+    span_last = load_relaxed(words, sp + 1)
     sq = _pins_begin(words, base)
-    if first == s and last == s:
+    if span_first == s0 and span_last == s1:
         for j in range(found, n - 1):
             dst = base + RD_SPANS + j * SPAN_WORDS
             for w in range(SPAN_WORDS):
                 store_relaxed(words, dst + w, load_relaxed(words, dst + SPAN_WORDS + w))
         store_relaxed(words, base + RD_PINS_N, np.uint64(n - 1))
-    elif first == s:
+    elif span_first == s0:
         store_relaxed(words, sp, np.uint64(next_seq))
         store_relaxed(words, sp + 2, np.uint64(next_v0))
-    elif last == s:
+    elif span_last == s1:
         store_relaxed(words, sp + 1, np.uint64(prev_seq))
         store_relaxed(words, sp + 3, np.uint64(prev_v1))
     elif n < PIN_SPANS:
@@ -1127,7 +1420,7 @@ def ring_unpin(
                 store_relaxed(words, src + SPAN_WORDS + w, load_relaxed(words, src + w))
         nx = sp + SPAN_WORDS
         store_relaxed(words, nx, np.uint64(next_seq))
-        store_relaxed(words, nx + 1, last)
+        store_relaxed(words, nx + 1, span_last)
         store_relaxed(words, nx + 2, np.uint64(next_v0))
         store_relaxed(words, nx + 3, load_relaxed(words, sp + 3))
         store_relaxed(words, sp + 1, np.uint64(prev_seq))

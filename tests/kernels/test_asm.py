@@ -37,6 +37,19 @@ K.seqlock_try_read(a, 0, d, 1)
 K.wait_until_greater(a, 0, -1, w, 40, 8, 1, 0)
 K.eventcount_notify(a, 8, w, 40)
 
+from arrowshm.kernels import registry as KR, ring as KG
+big = np.zeros(1024, np.uint64)
+KR.registry_entry_stamp(big, 0, 0)
+geo = np.zeros(KG.G_WORDS, np.uint64)
+geo[KG.G_READERS] = 64
+geo[KG.G_MAX_READERS] = 1
+geo[KG.G_RING] = 128
+geo[KG.G_N_SLOTS] = 4
+geo[KG.G_ARENA_BYTES] = 4096
+out = np.zeros(KG.OUT_WORDS, np.uint64)
+KG.ring_try_read_many(big, geo, 0, 4, 0, out)
+KG.ring_unpin_range(big, big.view(np.uint32), geo, 0, 0, 0, -1, 0, -1, 0, 0)
+
 names = [
     "atomic_load", "atomic_store", "atomic_cas", "atomic_fetch_add", "atomic_fetch_sub",
     "atomic_exchange", "futex_wait", "futex_wake", "monotonic_ns", "seqlock_write",
@@ -45,6 +58,11 @@ names = [
 out = {}
 for name in names:
     f = getattr(K, name)
+    out[name] = "\n".join(f.inspect_asm(sig) for sig in f.signatures)
+    out[name + ".hits"] = sum(f.stats.cache_hits.values())
+for mod, name in [(KR, "registry_entry_stamp"), (KG, "ring_try_read_many"),
+                  (KG, "ring_unpin_range")]:
+    f = getattr(mod, name)
     out[name] = "\n".join(f.inspect_asm(sig) for sig in f.signatures)
     out[name + ".hits"] = sum(f.stats.cache_hits.values())
 print(json.dumps(out))
@@ -138,3 +156,19 @@ def test_seqlock_writer_uses_no_locked_instructions(asm: dict[str, str]) -> None
     body = _core(asm["seqlock_write"], "seqlock_write")
     assert _has(r"\bmov", body)
     assert not _has(r"\block\b|mfence|xchg", body)
+
+
+@pytest.mark.timeout(300)
+def test_the_entry_stamp_is_plain_loads(asm: dict[str, str]) -> None:
+    """Acquire loads only: a repeated get costs no locked instruction or fence."""
+    body = _core(asm["registry_entry_stamp"], "registry_entry_stamp")
+    assert _has(r"\bmov", body)
+    assert not _has(r"\block\b|mfence|xchg", body)
+
+
+@pytest.mark.timeout(300)
+def test_a_run_is_pinned_and_released_with_seq_cst_stores(asm: dict[str, str]) -> None:
+    """The reader's half of the Dekker handshakes (pin table closed, read cursor
+    advanced) and the release of a run are sequentially consistent stores: xchg."""
+    for name in ("ring_try_read_many", "ring_unpin_range"):
+        assert _has(r"\bxchg", _core(asm[name], name)), name
