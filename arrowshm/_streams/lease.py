@@ -8,10 +8,14 @@ lease's ``__del__`` runs and releases the batch.
 
 While held, a batch's arena bytes are *pinned*: the reader's slot lists them
 as a few byte spans that the writer jumps over (see
-:mod:`arrowshm.kernels.ring`). Releasing a batch shrinks or splits its span
-through :func:`~arrowshm.kernels.ring.ring_unpin`, which needs the batch's
-neighbours among the batches still held: :class:`ReleaseLog` keeps them, as
-a sorted list of held sequences and their byte ranges.
+:mod:`arrowshm.kernels.ring`). The unit of holding is a *run*: one batch
+(:meth:`StreamReader.read`), or the consecutive batches one
+:meth:`StreamReader.read_many` call claimed, whose buffers all share one
+lease, so the run is released when the last of them is freed. Releasing a run
+shrinks or splits its span through
+:func:`~arrowshm.kernels.ring.ring_unpin_range`, which needs the run's
+neighbours among the runs still held: :class:`ReleaseLog` keeps them, as a
+sorted list of the held runs' first sequences and their ends and byte ranges.
 
 Releases arrive in any order and from any thread, including from the garbage
 collector in the middle of a read on the same thread. :class:`ReleaseLog`
@@ -25,14 +29,13 @@ from __future__ import annotations
 
 import bisect
 import collections
-import contextlib
 import threading
 
 import numpy as np
 import numpy.typing as npt
 
 from .._shm.segment import Segment
-from ..kernels.ring import ring_reader_detach, ring_reader_drain, ring_unpin
+from ..kernels.ring import ring_reader_detach, ring_reader_drain, ring_unpin_range
 
 __all__ = ["Lease", "ReleaseLog"]
 
@@ -45,7 +48,11 @@ class ReleaseLog:
     read : int
         Next sequence the reader will claim (mirror of the slot's ``read``).
     held : list of int
-        Sequences claimed and not yet released, ascending.
+        First sequences of the runs claimed and not yet released, ascending.
+    spans : dict
+        First sequence of a held run -> (its last sequence, first byte, end byte).
+    n_held : int
+        Batches in the held runs.
     missed : int
         Batches skipped because the writer lapped the reader (overwrite mode).
     """
@@ -57,6 +64,7 @@ class ReleaseLog:
         "held",
         "lock",
         "missed",
+        "n_held",
         "pending",
         "pid",
         "read",
@@ -83,7 +91,8 @@ class ReleaseLog:
         self.pid = pid
         self.read = start_seq
         self.held: list[int] = []
-        self.spans: dict[int, tuple[int, int]] = {}  # seq -> (v0, v1) of held batches
+        self.spans: dict[int, tuple[int, int, int]] = {}  # first -> (last, v0, v1)
+        self.n_held = 0
         self.missed = 0
         self.lock = threading.Lock()
         self.pending: collections.deque[int] = collections.deque()
@@ -92,37 +101,45 @@ class ReleaseLog:
 
     # -- called with ``lock`` held ----------------------------------------------------
 
-    def _apply(self) -> None:
-        pending = self.pending
+    def add(self, first: int, last: int, v0: int, v1: int) -> None:
+        """Record the run ``first .. last`` (bytes ``[v0, v1)``) just claimed."""
+        self.held.append(first)  # claims ascend: the list stays sorted
+        self.spans[first] = (last, v0, v1)
+        self.n_held += last - first + 1
+
+    def _release(self, first: int) -> None:
         held = self.held
         spans = self.spans
+        if held and held[0] == first:
+            i = 0  # the usual case: the oldest run goes first
+        else:
+            i = bisect.bisect_left(held, first)
+            if i == len(held) or held[i] != first:
+                return  # not ours (cannot happen), or already released
+        del held[i]
+        last, _, _ = spans.pop(first)
+        self.n_held -= last - first + 1
+        if self.detached:
+            return
+        if i:
+            prev_last, _, prev_v1 = spans[held[i - 1]]
+        else:
+            prev_last = -1
+            prev_v1 = 0
+        if i < len(held):
+            next_first = held[i]
+            next_v0 = spans[next_first][1]
+        else:
+            next_first = -1
+            next_v0 = 0
+        ring_unpin_range(self.words, self.w32, self.geo, self.slot, first, last, prev_last,
+                         prev_v1, next_first, next_v0, self.n_held)
+
+    def _apply(self) -> None:
+        pending = self.pending
         while pending:
-            seq = pending.popleft()
-            if held and held[0] == seq:
-                i = 0  # the usual case: the oldest batch goes first
-            else:
-                i = bisect.bisect_left(held, seq)
-                if i == len(held) or held[i] != seq:
-                    continue  # not ours (cannot happen), or already released
-            del held[i]
-            del spans[seq]
-            if self.detached:
-                continue
-            if i:
-                prev_seq = held[i - 1]
-                prev_v1 = spans[prev_seq][1]
-            else:
-                prev_seq = -1
-                prev_v1 = 0
-            if i < len(held):
-                next_seq = held[i]
-                next_v0 = spans[next_seq][0]
-            else:
-                next_seq = -1
-                next_v0 = 0
-            ring_unpin(self.words, self.w32, self.geo, self.slot, seq, prev_seq, prev_v1,
-                       next_seq, next_v0, len(held))
-        if self.closing and not held and not self.detached:
+            self._release(pending.popleft())
+        if self.closing and not self.held and not self.detached:
             self._detach()
 
     def _detach(self) -> None:
@@ -131,15 +148,19 @@ class ReleaseLog:
 
     # -- any thread, any time -----------------------------------------------------------
 
-    def put(self, seq: int) -> None:
-        """Release *seq* (a lease's finalizer). Never blocks."""
-        self.pending.append(seq)
-        if self.lock.acquire(blocking=False):
+    def put(self, first: int) -> None:
+        """Release the run starting at *first* (a lease's finalizer). Never blocks."""
+        lock = self.lock
+        if lock.acquire(blocking=False):
             try:
-                self._apply()
+                self._release(first)
+                self._apply()  # (releases queued by finalizers that found the lock taken)
             finally:
-                self.lock.release()
-        self.drain()
+                lock.release()
+        else:
+            self.pending.append(first)
+        if self.pending:
+            self.drain()
 
     def drain(self) -> None:
         """Apply queued releases unless another thread holds the lock (it will)."""
@@ -167,10 +188,11 @@ class ReleaseLog:
 
 
 class Lease:
-    """Base object of a stream batch's buffers; releasing it releases the batch.
+    """Base object of the buffers of a stream batch (or of the batches one
+    ``read_many`` call returned): releasing it releases them.
 
-    Users never create one. ``lease.seq`` is the batch's sequence number in
-    its stream.
+    Users never create one. ``lease.seq`` is the sequence number, in its stream,
+    of the (first) batch it holds.
     """
 
     __slots__ = ("log", "seq")
@@ -181,8 +203,12 @@ class Lease:
 
     def __del__(self) -> None:
         # at interpreter shutdown this may fail: the slot is then reclaimed as a dead reader's
-        with contextlib.suppress(Exception):
+        # (try/except, not contextlib.suppress: this runs for every batch, and costs a
+        # third as much)
+        try:  # noqa: SIM105
             self.log.put(self.seq)
+        except Exception:
+            pass
 
     def __repr__(self) -> str:
         return f"<arrowshm stream lease seq={self.seq}>"

@@ -74,16 +74,31 @@ def verify(b: pa.RecordBatch) -> int:
     return seq
 
 
-def _stress_reader(name: str, q: Any, seed: int) -> None:
+def _batches(r: arrowshm.StreamReader, rng: random.Random, api: str) -> Any:
+    """Every batch of the stream: one at a time, or from read_many runs of random size."""
+    if api == "single":
+        yield from r
+        return
+    while True:
+        run = r.read_many(rng.randint(1, 6))
+        if not run:
+            return
+        yield from run
+        del run
+
+
+def _stress_reader(name: str, q: Any, seed: int, api: str = "single") -> None:
     rng = random.Random(seed)
     counts: Counter[str] = Counter()
+    # a batch kept from a read_many run keeps the whole run (up to 6 batches) in the ring
+    keep = 6 if api == "single" else 2
     try:
         with arrowshm.StreamReader(name, open_timeout=60) as r:
             q.put("attached")
             prev = -1
             gaps = 0
             held: list[tuple[int, pa.RecordBatch]] = []
-            for b in r:
+            for b in _batches(r, rng, api):
                 try:
                     seq = verify(b)
                 except AssertionError:
@@ -100,7 +115,7 @@ def _stress_reader(name: str, q: Any, seed: int) -> None:
                 if rng.random() < 0.05:
                     held.append((seq, b))
                 del b
-                while held and (len(held) > 6 or rng.random() < 0.1):
+                while held and (len(held) > keep or rng.random() < 0.1):
                     k, kept = held.pop(rng.randrange(len(held)))  # out of order
                     try:
                         if verify(kept) != k:
@@ -123,20 +138,32 @@ def _stress_reader(name: str, q: Any, seed: int) -> None:
         q.put(("error", repr(exc)))
 
 
-def run(mode: str, n: int, readers: int = 2) -> list[dict[str, int]]:
+def run(mode: str, n: int, readers: int = 2, api: str = "single") -> list[dict[str, int]]:
+    """*api* ``single``: write / iterate; ``burst``: write_many of random bursts /
+    read_many of random runs."""
     name = f"stress-{mode}"
     queues = [CTX.Queue() for _ in range(readers)]
     procs = []
+    rng = random.Random(n)
     with arrowshm.StreamWriter(name, SCHEMA, capacity_bytes=256 << 10, slots=256, mode=mode,
                                delete_on_close=True) as w:
         for i, q in enumerate(queues):
-            p = CTX.Process(target=_stress_reader, args=(name, q, 1000 + i), daemon=True)
+            p = CTX.Process(target=_stress_reader, args=(name, q, 1000 + i, api), daemon=True)
             p.start()
             procs.append(p)
         for q in queues:
             assert q.get(timeout=60) == "attached"
-        for seq in range(n):
-            w.write(batch(seq), timeout=60)
+        seq = 0
+        while seq < n:
+            if api == "single":
+                w.write(batch(seq), timeout=60)
+                seq += 1
+            else:
+                k = min(n - seq, rng.randint(1, 40))
+                w.write_many([batch(s) for s in range(seq, seq + k)], timeout=60)
+                seq += k
+                if mode == "overwrite" and rng.random() < 0.5:
+                    time.sleep(0.0005)  # (bursts lap the readers at once: let them read some)
         laps = w._head / w.capacity_bytes
         skipped = int(stream_info(name).readers[0].pinned_bytes >= 0)
     results = []
@@ -162,11 +189,12 @@ def classify(mode: str, results: list[dict[str, int]], n: int) -> None:
         assert counts.get("ok", 0) + counts.get("missed", 0) == n
 
 
+@pytest.mark.parametrize("api", ["single", "burst"])
 @pytest.mark.parametrize("mode", ["block", "overwrite"])
 @pytest.mark.timeout(180)
-def test_no_batch_is_lost_duplicated_reordered_or_torn(mode: str) -> None:
+def test_no_batch_is_lost_duplicated_reordered_or_torn(mode: str, api: str) -> None:
     n = 6000
-    classify(mode, run(mode, n), n)
+    classify(mode, run(mode, n, api=api), n)
 
 
 def _victim(name: str, q: Any) -> None:
@@ -220,10 +248,11 @@ def test_readers_killed_mid_stream_while_holding_batches_cost_nothing(mode: str)
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("api", ["single", "burst"])
 @pytest.mark.parametrize("mode", ["block", "overwrite"])
 @pytest.mark.timeout(1800)
-def test_soak_no_batch_is_lost_duplicated_reordered_or_torn(mode: str) -> None:
+def test_soak_no_batch_is_lost_duplicated_reordered_or_torn(mode: str, api: str) -> None:
     n = int(os.environ.get("ARROWSHM_STRESS_BATCHES", "300000"))
     t0 = time.monotonic()
-    classify(mode, run(mode, n, readers=3), n)
+    classify(mode, run(mode, n, readers=3, api=api), n)
     print(f"{mode}: {time.monotonic() - t0:.1f} s")
