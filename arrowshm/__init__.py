@@ -25,7 +25,9 @@ from ._api import (
     list_streams,
     put,
     ref,
+    reserve,
     stream_info,
+    usage,
     wait,
 )
 from ._client import Client
@@ -49,7 +51,7 @@ from ._errors import (
     WaitTimeoutError,
     WriterExistsError,
 )
-from ._info import DatasetInfo, GcReport, ReaderInfo, Ref, StreamInfo
+from ._info import DatasetInfo, GcReport, ReaderInfo, Ref, StreamInfo, Usage
 from ._interop import to_pandas
 from ._mirror import Mirror, MirrorStatus, mirror, mirror_statuses, raise_from_flight
 from ._namespace import Namespace
@@ -86,6 +88,7 @@ __all__ = [
     "StreamReader",
     "StreamWriter",
     "TableBuilder",
+    "Usage",
     "WaitTimeoutError",
     "WriterExistsError",
     "build",
@@ -100,8 +103,10 @@ __all__ = [
     "put",
     "raise_from_flight",
     "ref",
+    "reserve",
     "stream_info",
     "to_pandas",
+    "usage",
     "wait",
 ]
 

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from ._datasets.build import TableBuilder
 from ._display import DatasetList
-from ._info import DatasetInfo, GcReport, Ref, StreamInfo
+from ._info import DatasetInfo, GcReport, Ref, StreamInfo, Usage
 from ._namespace import Namespace, default_namespace
 
 __all__ = [
@@ -28,7 +28,9 @@ __all__ = [
     "list_streams",
     "put",
     "ref",
+    "reserve",
     "stream_info",
+    "usage",
     "wait",
 ]
 
@@ -146,6 +148,12 @@ def list_datasets() -> DatasetList:
 def delete(name: str) -> None:
     """Delete dataset (or stream) *name* and free its segments now.
 
+    A dataset's segments become *spares* of the namespace: kept, pages faulted
+    in, for the next put of any name by any process, within
+    ``ARROWSHM_SPARE_BYTES`` (default an eighth of /dev/shm, at most 1 GiB),
+    and freed after ``ARROWSHM_SPARE_IDLE_S`` (30 s) unused, by ``gc``
+    (``gc(spares=True)`` frees them all at once), or first when a put needs
+    the room. Segments beyond the bound, and a stream's, are freed at once.
     Tables that processes already hold stay valid until they drop them.
 
     Raises
@@ -284,7 +292,44 @@ def list_streams() -> list[StreamInfo]:
     return default_namespace().list_streams()
 
 
-def gc(namespace: str | None = None) -> GcReport:
+def reserve(nbytes: int, *, wait: float | None = None) -> None:
+    """Keep *nbytes* of pre-faulted spare memory ready for new puts (0 stops).
+
+    A thread of this process keeps spares of halving sizes (from *nbytes* / 2 down
+    to 1 MiB) ready and refills them as puts claim them, so even the first put of
+    a new name, by any process of the namespace, lands in memory whose pages are
+    already faulted in. The reserve counts against the quota and lasts while this
+    process lives; ``arrowshm serve --reserve SIZE`` keeps one for a whole host.
+
+    Parameters
+    ----------
+    nbytes : int
+        Bytes to keep ready; 0 stops the reserve.
+    wait : float, optional
+        Block up to this many seconds until the reserve is filled.
+
+    Raises
+    ------
+    InvalidArgumentError
+        When *nbytes* is not a non-negative int, or *wait* is negative.
+    InvalidNameError
+        When ``ARROWSHM_NAMESPACE`` is invalid.
+    """
+    default_namespace().reserve(nbytes, wait=wait)
+
+
+def usage() -> Usage:
+    """What the current namespace holds: live bytes, spares, quota, /dev/shm space.
+
+    Raises
+    ------
+    InvalidNameError
+        When ``ARROWSHM_NAMESPACE`` is invalid.
+    """
+    return default_namespace().usage()
+
+
+def gc(namespace: str | None = None, *, spares: bool = False) -> GcReport:
     """Reclaim every object of the namespace that nothing live needs.
 
     Removes data segments that no LIVE entry references and no live process is
@@ -292,10 +337,16 @@ def gc(namespace: str | None = None) -> GcReport:
     locks that killed writers left behind, and evicts stream readers whose
     process died.
 
+    Spares (retired segments kept for reuse, see :func:`reserve`) are kept
+    within ``ARROWSHM_SPARE_BYTES`` and freed once idle for
+    ``ARROWSHM_SPARE_IDLE_S``; ``spares=True`` frees them all now.
+
     Parameters
     ----------
     namespace : str, optional
         Defaults to ``ARROWSHM_NAMESPACE``.
+    spares : bool, default False
+        Free every spare of the namespace too.
 
     Returns
     -------
@@ -306,4 +357,4 @@ def gc(namespace: str | None = None) -> GcReport:
     InvalidNameError
         When the namespace is invalid.
     """
-    return (default_namespace() if namespace is None else Namespace(namespace)).gc()
+    return (default_namespace() if namespace is None else Namespace(namespace)).gc(spares=spares)

@@ -19,7 +19,7 @@ from typing import TextIO
 
 import pyarrow as pa
 
-from ._info import DatasetInfo, ReaderInfo, StreamInfo
+from ._info import DatasetInfo, ReaderInfo, StreamInfo, Usage
 from ._units import human_age, human_bytes, schema_short
 
 
@@ -98,26 +98,50 @@ def _list_rows(infos: Sequence[DatasetInfo]) -> list[list[object]]:
     ]
 
 
+def usage_line(u: Usage) -> str:
+    """``'memory: 1.2 GiB live, 3 spares 256.0 MiB (reclaimable), quota none; /dev/shm
+    20.1 GiB free'``."""
+    quota = "none" if u.quota is None else human_bytes(u.quota)
+    reserve = f", reserve {human_bytes(u.reserve)}" if u.reserve else ""
+    return (f"memory: {human_bytes(u.live_bytes)} live, {u.spares} spare"
+            f"{'s' if u.spares != 1 else ''} {human_bytes(u.spare_bytes)} (reclaimable"
+            f"{reserve}), quota {quota}; /dev/shm {human_bytes(u.shm_free)} free of "
+            f"{human_bytes(u.shm_total)}")
+
+
 class DatasetList(list[DatasetInfo]):
     """The datasets of a namespace, as :func:`arrowshm.list_datasets` returns them.
 
     A plain ``list`` of :class:`DatasetInfo` that prints as an aligned table
     in a terminal and as an HTML table in Jupyter (name, version, rows, size,
-    age, TTL, columns).
+    age, TTL, columns), followed by a line of the namespace's memory: live
+    bytes, spares (reclaimable), quota and /dev/shm space.
+
+    Attributes
+    ----------
+    usage : Usage or None
+        The namespace's memory when the list was made.
     """
 
+    def __init__(self, items: Iterable[DatasetInfo] = (), usage: Usage | None = None) -> None:
+        super().__init__(items)
+        self.usage = usage
+
     def __repr__(self) -> str:
+        memory = "" if self.usage is None else "\n" + usage_line(self.usage)
         if not self:
-            return "<arrowshm.DatasetList: no datasets>"
-        return table([h.upper() for h in _LIST_HEADERS], _list_rows(self), right=[1, 2, 3, 4])
+            return "<arrowshm.DatasetList: no datasets>" + memory
+        return table([h.upper() for h in _LIST_HEADERS], _list_rows(self),
+                     right=[1, 2, 3, 4]) + memory
 
     def _repr_html_(self) -> str:
+        memory = "" if self.usage is None else f"<div>{_e(usage_line(self.usage))}</div>"
         if not self:
-            return "<div><b>arrowshm</b>: no datasets</div>"
+            return f"<div><b>arrowshm</b>: no datasets{memory}</div>"
         n = len(self)
         return (
             f"<div><b>arrowshm</b>: {n} dataset{'s' if n != 1 else ''}"
-            f"{_html_table(_LIST_HEADERS, _list_rows(self), right=[1, 2, 3, 4])}</div>"
+            f"{_html_table(_LIST_HEADERS, _list_rows(self), right=[1, 2, 3, 4])}{memory}</div>"
         )
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "ReaderInfo",
     "Ref",
     "StreamInfo",
+    "Usage",
     "use_namespaces",
 ]
 
@@ -328,6 +329,40 @@ class StreamInfo:
         return text
 
 
+@dataclass(frozen=True)
+class Usage:
+    """What a namespace holds in shared memory (``Namespace.usage()``).
+
+    Attributes
+    ----------
+    namespace : str
+    bytes_used : int
+        Bytes of every segment of the namespace: what its quota counts.
+    live_bytes : int
+        Of those, the bytes of live datasets and streams (and puts in progress).
+    spare_bytes, spares : int
+        Of those, the bytes and count of spares: retired segments kept, pages
+        faulted in, for the next put of any name; reclaimable at any time
+        (``gc(spares=True)``) and given back first when a put needs room.
+    quota : int or None
+        The namespace's byte quota.
+    reserve : int
+        Bytes of spares this process keeps ready (``reserve()``).
+    shm_total, shm_free : int
+        Size and free bytes of the filesystem holding the segments.
+    """
+
+    namespace: str
+    bytes_used: int
+    live_bytes: int
+    spare_bytes: int
+    spares: int
+    quota: int | None
+    reserve: int
+    shm_total: int
+    shm_free: int
+
+
 @dataclass
 class GcReport:
     """What a garbage collection reclaimed.
@@ -342,10 +377,13 @@ class GcReport:
     recovered : list of str
         Entries whose dead writer left a lock or a half-done publish behind.
     kept : int
-        Unreferenced segments kept because a live process is still writing them
-        (or keeps them in its pool for reuse).
+        Unreferenced segments kept because a live process is still writing them.
     pooled : int
-        Segments of this process's reuse pool that were freed.
+        Always 0 (there is no per-process pool any more: see *spares_freed*).
+    spares_freed : int
+        Spares freed (idle too long, beyond the bound, or all with ``spares=True``).
+    spares, spare_bytes : int
+        Spares kept (reusable by the next put of any name), and their bytes.
     quota_recovered : int
         Quota bytes given back that killed creators had reserved for segments
         they never named.
@@ -365,9 +403,12 @@ class GcReport:
     quota_recovered: int = 0
     readers_evicted: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    spares_freed: int = 0
+    spares: int = 0
+    spare_bytes: int = 0
 
     @property
     def count(self) -> int:
         """Objects reclaimed in all."""
         return (len(self.segments) + len(self.expired) + len(self.recovered) + self.pooled
-                + len(self.readers_evicted))
+                + len(self.readers_evicted) + self.spares_freed)

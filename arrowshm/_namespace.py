@@ -8,7 +8,7 @@ environment. The module functions (:mod:`arrowshm._api`) act on the namespace
 that variable.
 
 Every ``Namespace`` of one name shares this process's state of it (registry
-mapping, reuse pool, cached tables: :class:`arrowshm._shm.context.Context`),
+mapping, own mappings, cached tables: :class:`arrowshm._shm.context.Context`),
 looked up at each call, so making one is cheap and a forked child never uses
 its parent's.
 """
@@ -31,10 +31,12 @@ from ._datasets import put as _put
 from ._datasets.entries import dataset_entry, resolve
 from ._display import DatasetList
 from ._errors import InvalidArgumentError
-from ._info import DatasetInfo, GcReport, Ref, StreamInfo, bind_ref
+from ._info import DatasetInfo, GcReport, Ref, StreamInfo, Usage, bind_ref
 from ._names import current_namespace, validate_name, validate_namespace
 from ._shm import gc as _gc
+from ._shm import pool as _pool
 from ._shm.context import Context, context
+from ._shm.segment import shm_dir_bytes, shm_free_bytes
 from ._streams import inspect as _inspect
 from ._streams.reader import StreamReader
 from ._streams.writer import StreamWriter
@@ -131,7 +133,7 @@ class Namespace:
         ArrowShmError
             When the registry cannot be read.
         """
-        return DatasetList(_get.list_datasets(self._use()))
+        return DatasetList(_get.list_datasets(self._use()), usage=self.usage())
 
     def delete(self, name: str) -> None:
         """Delete dataset or stream *name* and free its segments now (see
@@ -287,9 +289,9 @@ class Namespace:
 
     # -- the namespace ------------------------------------------------------------------
 
-    def gc(self) -> GcReport:
+    def gc(self, *, spares: bool = False) -> GcReport:
         """Reclaim every object of the namespace that nothing live needs (see
-        :func:`arrowshm.gc`).
+        :func:`arrowshm.gc`); with *spares*, free every spare too.
 
         Raises
         ------
@@ -297,9 +299,57 @@ class Namespace:
             When the registry cannot be read.
         """
         ctx = self._use()
-        report = _gc.collect(ctx)
+        report = _gc.collect(ctx, spares=spares)
         report.readers_evicted.extend(_inspect.evict_dead_readers(ctx))
         return report
+
+    def reserve(self, nbytes: int, *, wait: float | None = None) -> None:
+        """Keep *nbytes* of pre-faulted spare memory ready for new puts (0 stops).
+
+        A thread of this process creates spares of halving sizes (from *nbytes* / 2
+        down to 1 MiB) and refills them as puts claim them, so the first put of a
+        new name lands in memory whose pages are already faulted in — in any
+        process of the namespace. The reserve counts against the quota and lasts
+        while this process lives (``arrowshm serve --reserve SIZE`` keeps one for
+        a whole host).
+
+        Parameters
+        ----------
+        nbytes : int
+            Bytes to keep ready; 0 stops the reserve (its spares are then trimmed
+            like any others).
+        wait : float, optional
+            Block up to this many seconds until the reserve is filled.
+
+        Raises
+        ------
+        InvalidArgumentError
+            When *nbytes* is not a non-negative int, or *wait* is negative.
+        """
+        if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 0:
+            raise InvalidArgumentError(f"nbytes must be an int >= 0, not {nbytes!r}",
+                                       nbytes=nbytes)
+        if wait is not None and not 0 <= wait < float("inf"):
+            raise InvalidArgumentError(f"wait must be >= 0 seconds, not {wait!r}", wait=wait)
+        _pool.set_reserve(self._use(), nbytes, wait=wait)
+
+    def usage(self) -> Usage:
+        """What the namespace holds: live bytes, spares, quota, and /dev/shm space.
+
+        Raises
+        ------
+        ArrowShmError
+            When the registry cannot be read.
+        """
+        ctx = self._use()
+        reg = ctx.registry
+        spares = _pool.usage(ctx)
+        used = reg.bytes_used
+        return Usage(namespace=self._name, bytes_used=used,
+                     live_bytes=max(0, used - spares.nbytes), spare_bytes=spares.nbytes,
+                     spares=spares.segments, quota=reg.quota,
+                     reserve=_pool.reserve_target(ctx), shm_total=shm_dir_bytes(),
+                     shm_free=shm_free_bytes())
 
     @property
     def quota(self) -> int | None:

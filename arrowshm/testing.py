@@ -57,7 +57,7 @@ def data_objects(namespace: str) -> list[str]:
 
 def delete_all(namespace: str) -> list[str]:
     """Delete every live dataset and stream of *namespace* through the public API,
-    and free the segments this process pooled for reuse."""
+    and free the namespace's spares."""
     if registry_shm_name(namespace) not in namespace_objects(namespace):
         return []
     ns = Namespace(namespace)
@@ -65,12 +65,13 @@ def delete_all(namespace: str) -> list[str]:
     for name in names:
         with suppress(KeyError):
             ns.delete(name)
-    context(namespace).drain()  # retired segments this process kept for reuse
+    ns.gc(spares=True)  # spares, and what killed processes of a test left
     return names
 
 
 def pooled_objects(namespace: str) -> list[str]:
-    """Objects of *namespace* that are retired segments kept for reuse (state POOLED)."""
+    """Objects of *namespace* that are spares (retired segments kept for reuse: state
+    POOLED)."""
     out = []
     for name in data_objects(namespace):
         try:

@@ -59,3 +59,18 @@ def run_python(code: str, *, timeout: float = 120, env: dict[str, str] | None = 
             f"child failed ({proc.returncode}):\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
         )
     return proc
+
+
+def spare_objects(namespace: str) -> list[str]:
+    """Objects the namespace's spare table lists, after checking the table holds no
+    slot a dead process left busy and lists every POOLED segment (none unlisted)."""
+    from arrowshm._shm.registry import registry_of
+    from arrowshm._shm.spares import SpareTable
+    from arrowshm.testing import pooled_objects
+
+    reg = registry_of(namespace)
+    slots = SpareTable(reg.words).slots()
+    assert all(s.ready for s in slots), [(s.index, s.busy_pid) for s in slots]
+    listed = sorted(reg.segment_name(s.segment_id) for s in slots)
+    assert sorted(pooled_objects(namespace)) == listed, (pooled_objects(namespace), listed)
+    return listed

@@ -10,13 +10,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from .._errors import ArrowShmError, NotFoundError
+from .._errors import NotFoundError
 from .._names import validate_name
-from .._shm import header
+from .._shm import pool
 from .._shm.context import Context
 from .._shm.gc import drop_entry
 from .._shm.registry import EntryView, Record, retain_history
-from .._shm.segment import Segment
 from .entries import dataset_entry
 from .get import forget_table
 from .inputs import check_retain, check_ttl
@@ -27,19 +26,10 @@ UNSET: object = object()
 
 
 def retire(ctx: Context, segment_ids: list[int]) -> None:
-    """Versions that fell out of retention: pool their segments for reuse, or free them."""
-    reg = ctx.registry
+    """Versions that fell out of retention: their segments become spares of the
+    namespace (:mod:`arrowshm._shm.pool`), or are freed."""
     for segment_id in segment_ids:
-        seg = ctx.take_own(segment_id)
-        if seg is None:
-            try:
-                seg = Segment.open(reg.segment_name(segment_id), writable=True)
-            except ArrowShmError:
-                continue  # already gone, or not ours to reuse
-            if header.facts(seg) is None:
-                continue
-        if not ctx.pool.give(segment_id, seg):
-            reg.free(seg)
+        pool.retire(ctx, segment_id)
 
 
 def update(ctx: Context, name: str, *, ttl: object = UNSET, retain: int | None = None) -> None:

@@ -7,8 +7,9 @@ pass). Publishing is one seqlock write of the registry entry
 previous version or the new one, whole. Versions beyond the retention count
 are retired (:func:`arrowshm._datasets.lifecycle.retire`).
 
-The segment comes from this process's pool of retired segments when one fits
-(pages already faulted in: the copy runs at memcpy speed), else it is created.
+The segment is a spare of the namespace when one fits (pages already faulted
+in: the copy runs at memcpy speed; :mod:`arrowshm._shm.pool`), else it is
+created.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from .._errors import ConflictError
 from .._info import DatasetInfo
 from .._names import validate_name
 from .._proc import identity
-from .._shm import header
+from .._shm import header, pool
 from .._shm import layout as L
 from .._shm.context import Context
 from .._shm.registry import EntryView, Record, retain_history
@@ -165,20 +166,23 @@ def _single_batch(
 
 
 def allocate_segment(ctx: Context, seg_bytes: int) -> tuple[int, Segment, bool]:
-    """A segment of at least *seg_bytes* in state WRITING: a recycled one from this
-    process's pool when one fits, else a new one. Returns (id, segment, fresh).
+    """A segment of at least *seg_bytes* in state WRITING: a spare of the namespace
+    when one fits (its pages already faulted in), else a new one. Returns (id,
+    segment, fresh).
 
     Raises
     ------
     QuotaExceededError, ShmFullError
-        For a new segment that does not fit (nothing is created).
+        For a new segment that does not fit even once spares are freed (nothing
+        is created).
     AccessDeniedError
         When other users' files squat the names tried.
     """
-    taken = ctx.pool.take(seg_bytes)
+    taken = pool.take(ctx, seg_bytes)
     if taken is not None:
-        return taken[0], taken[1], False  # pages already faulted in
-    seg_id, seg = ctx.registry.create_segment(seg_bytes, header.init_fresh, populate=True)
+        pool.nudge_reserve(ctx)
+        return taken[0], taken[1], False
+    seg_id, seg = pool.create(ctx, seg_bytes, header.init_fresh, populate=True)
     return seg_id, seg, True
 
 

@@ -1,26 +1,22 @@
-"""What one process holds for one namespace: its registry mapping, its pool of
-reusable segments and the writable mappings of segments it published.
+"""What one process holds for one namespace: its registry mapping and the writable
+mappings of segments it published (kept so that reusing them costs no fault).
 
 Every data-plane operation takes a :class:`Context` explicitly; nothing below
 the public :class:`arrowshm.Namespace` looks a namespace up from the
 environment, so threads working in different namespaces never interfere.
 Contexts are made once per namespace per process (:func:`context`) and shared
-by every ``Namespace`` object of that name; a forked child starts with none
-(it owns none of its parent's pool).
+by every ``Namespace`` object of that name; a forked child starts with none.
 """
 
 from __future__ import annotations
 
-import atexit
 import collections
-import contextlib
-import multiprocessing.util
 import os
 import threading
+from collections.abc import Callable
 from typing import Protocol
 
 from .._names import current_namespace, validate_namespace
-from .pool import SegmentPool
 from .registry import Registry, forget_registry, registry_of
 from .segment import Segment, object_stat
 
@@ -44,17 +40,14 @@ class Context:
     namespace : str
     registry : Registry
         Mapped on first use.
-    pool : SegmentPool
-        Retired segments this process may rewrite for a later put.
     """
 
     def __init__(self, namespace: str) -> None:
         self.namespace = validate_namespace(namespace)
         self._lock = threading.Lock()
         self._registry: Registry | None = None
-        self._pool: SegmentPool | None = None
         # Segments this process published, still mapped writable with their page tables
-        # populated, so that retiring one into the pool and rewriting it later costs no
+        # populated, so that making one a spare and rewriting it later costs no
         # faults (remapping 512 MiB costs half a memcpy). Bounded, and pruned one entry
         # per 8 puts: a mapping whose segment another process removed (delete, TTL) would
         # keep its memory alive.
@@ -67,17 +60,6 @@ class Context:
         if reg is None:
             reg = self._registry = registry_of(self.namespace)
         return reg
-
-    @property
-    def pool(self) -> SegmentPool:
-        pool = self._pool
-        if pool is None:
-            reg = self.registry
-            with self._lock:
-                pool = self._pool
-                if pool is None:
-                    pool = self._pool = SegmentPool(reg)
-        return pool
 
     # -- the writer's own mappings ----------------------------------------------------
 
@@ -107,17 +89,24 @@ class Context:
                 del self._own[k]
         return len(gone)
 
-    def drain(self) -> int:
-        """Free this process's pooled segments; returns how many."""
-        return self._pool.drain() if self._pool is not None else 0
-
     def __repr__(self) -> str:
         return f"<arrowshm context {self.namespace!r}>"
 
 
 _contexts: dict[str, Context] = {}
 _contexts_lock = threading.Lock()
-_pid = os.getpid()
+_on_new: list[Callable[[Context], None]] = []
+
+
+def on_new_context(fn: Callable[[Context], None]) -> None:
+    """Call *fn* with every context made from now on (the housekeeping thread of
+    :mod:`arrowshm._shm.mapcache` starts when a process attaches to a namespace)."""
+    _on_new.append(fn)
+
+
+def all_contexts() -> list[Context]:
+    """This process's contexts."""
+    return list(_contexts.values())
 
 
 def context(namespace: str) -> Context:
@@ -134,15 +123,16 @@ def context(namespace: str) -> Context:
             ctx = _contexts.get(namespace)
             if ctx is None:
                 ctx = _contexts[namespace] = Context(namespace)
+                for fn in _on_new:
+                    fn(ctx)
     return ctx
 
 
 def _forget_all_in_child() -> None:
     # a forked child owns none of its parent's pool or locks: it starts afresh
-    global _contexts_lock, _pid
+    global _contexts_lock
     _contexts.clear()
     _contexts_lock = threading.Lock()
-    _pid = os.getpid()
 
 
 os.register_at_fork(after_in_child=_forget_all_in_child)
@@ -169,17 +159,3 @@ def drop_context(namespace: str) -> None:
     with _contexts_lock:
         _contexts.pop(namespace, None)
     forget_registry(namespace)
-
-
-def _drain_all() -> None:
-    if os.getpid() != _pid:
-        return
-    for ctx in list(_contexts.values()):
-        with contextlib.suppress(Exception):  # exiting: gc reclaims whatever is left
-            ctx.drain()
-
-
-atexit.register(_drain_all)
-# multiprocessing children leave through os._exit, which skips atexit: its own
-# exit hook runs registered finalizers
-_mp_finalizer = multiprocessing.util.Finalize(None, _drain_all, exitpriority=10)

@@ -21,7 +21,7 @@ from .._errors import ArrowShmError
 from .._info import GcReport
 from .._names import SHM_PREFIX, parse_segment_shm_name
 from .._proc import is_alive
-from . import header
+from . import header, pool
 from . import layout as L
 from .context import Context
 from .mapcache import collect as collect_superseded
@@ -34,33 +34,44 @@ __all__ = ["collect", "drop_entry"]
 _UNINITIALIZED_GRACE_S = 60.0
 
 
-def collect(ctx: Context) -> GcReport:
+def collect(ctx: Context, *, spares: bool = False) -> GcReport:
     """Reclaim every object of *ctx*'s namespace that nothing live needs (see the
-    module docstring); returns what was reclaimed."""
+    module docstring); returns what was reclaimed. Spares (:mod:`arrowshm._shm.pool`)
+    are kept within their bound and idle time, or all freed with *spares*."""
     reg = ctx.registry
     report = GcReport()
     report.recovered.extend(reg.recover_dead_writers())
     report.quota_recovered = reg.recover_reservations()
+    pool.recover(ctx)
     _sweep_entries(ctx, report)
+    count, freed = pool.free(ctx, everything=True) if spares else pool.trim(ctx)
+    report.spares_freed, report.bytes_freed = count, report.bytes_freed + freed
     _reclaim_segments(ctx, report)
+    left = pool.usage(ctx)
+    report.spares, report.spare_bytes = left.segments, left.nbytes
     if report.segments or report.expired:
         reg.count_reaped(len(report.segments) + len(report.expired))
     return report
 
 
 def drop_entry(ctx: Context, slot: int, generation: int) -> tuple[EntryView, int] | None:
-    """Delete entry *slot* if it still holds *generation* and free every segment it
-    references now (tables that processes hold stay valid: their mappings keep the
-    memory). Returns the entry's last snapshot and the bytes freed, or None when it
-    was already gone."""
+    """Delete entry *slot* if it still holds *generation* and let go of every segment
+    it references now: a dataset's become spares of the namespace (bounded; see
+    :mod:`arrowshm._shm.pool`) or are freed, a stream's are freed. Tables and
+    batches that processes hold stay valid: their mappings keep the memory.
+    Returns the entry's last snapshot and the bytes freed, or None when it was
+    already gone."""
     reg = ctx.registry
     removed = reg.remove(slot, generation)
     if removed is None:
         return None
     freed = 0
     for sid in removed.segments():
-        freed += reg.unlink_segment(sid)
-        ctx.take_own(sid)  # free the memory now, not at exit
+        if removed.kind == L.KIND_DATASET:
+            freed += pool.retire(ctx, sid)
+        else:
+            freed += reg.unlink_segment(sid)
+            ctx.take_own(sid)
     return removed, freed
 
 
@@ -90,7 +101,6 @@ def _sweep_entries(ctx: Context, report: GcReport) -> None:
 
 def _reclaim_segments(ctx: Context, report: GcReport) -> None:
     reg = ctx.registry
-    report.pooled = ctx.drain()  # an explicit gc frees this process's pool too
     ctx.prune_own()
     collect_superseded()
     drop_idle()  # idle reader mappings would keep the memory of what gc unlinks
@@ -125,10 +135,14 @@ def _reclaim_segments(ctx: Context, report: GcReport) -> None:
             continue
         if seen.state in (L.SEG_PUBLISHED, L.SEG_RECLAIMING):
             removable = True  # retired (or its reclaimer died before unlinking)
-        else:  # WRITING, SEALED, POOLED: only its owner may still use it
+        elif seen.state == L.SEG_POOLED:
+            removable = True  # unless the spare table lists it (checked below)
+        else:  # WRITING, SEALED: only its creator may still use it
             removable = not seen.creator_alive
         candidates.append((sid, shm, seg, seen.word, removable))
-    referenced = reg.referenced_segments()  # read last: see the module docstring
+    # read last: see the module docstring (a spare is listed before it is POOLED, and
+    # a claimer makes it WRITING before it leaves the table)
+    referenced = reg.referenced_segments() | pool.listed(ctx)
     for sid, shm, mapped, word, removable in candidates:
         if sid in referenced:
             continue

@@ -37,8 +37,11 @@ offset field                meaning
 328    stat_deletes         names deleted
 336    stat_reaped          objects reclaimed by gc / the reaper
 344    live_entries         entries in state LIVE
+352    stat_recycled        puts that reused a spare
 1024   reservations[64]     32 bytes each: pid, start, bytes, 0 — bytes a live
                             creator reserved for a segment not yet named
+3072   spares[24]           40 bytes each: state, owner start, segment id, bytes,
+                            since ns — retired segments any process may reuse
 4096   entries[capacity]    ``ENTRY_BYTES`` each
 ====== ==================== ==================================================
 
@@ -140,10 +143,19 @@ H_STAT_PUTS = 40
 H_STAT_DELETES = 41
 H_STAT_REAPED = 42
 H_LIVE_ENTRIES = 43
+H_STAT_RECYCLED = 44  # puts that reused a spare instead of creating a segment
 # in-flight byte reservations: a creator's quota bytes until its segment is named
 H_RESERVATIONS = 128
 RESERVATION_SLOTS = 64
 RESERVATION_WORDS = 4  # pid, start, bytes, (unused)
+# the spare table: unpinned retired dataset segments, claimable by any process of the
+# namespace for any name (arrowshm/_shm/spares.py)
+H_SPARES = 384
+SPARE_SLOTS = 24
+SPARE_WORDS = 5  # state, owner start, segment id, bytes, since (CLOCK_REALTIME ns)
+SPARE_EMPTY = 0
+SPARE_READY = 1 << 62  # listed: claimable
+SPARE_BUSY = 1 << 63  # | pid of the process inserting or claiming it (start in word 1)
 
 # --- registry entry (word indices relative to the entry) --------------------
 ENTRY_BYTES = 1024

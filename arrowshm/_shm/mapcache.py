@@ -1,4 +1,5 @@
-"""Reader-side mappings kept for reuse, and the thread that unmaps off the hot path.
+"""Reader-side mappings kept for reuse, and the housekeeping thread that unmaps off
+the hot path and trims the namespaces' spares (:mod:`arrowshm._shm.pool`).
 
 A steady stream of versions of one dataset cycles through a few segments (the
 writer recycles them, see :mod:`arrowshm._shm.pool`), so a reader's next ``get``
@@ -36,7 +37,10 @@ import threading
 import time
 
 from .._env import env_number
+from .._errors import ArrowShmError
 from .._proc import identity
+from . import pool
+from .context import all_contexts, on_new_context
 from .header import Pin
 from .segment import Segment
 
@@ -146,9 +150,31 @@ def collect() -> None:
 def _ensure_thread() -> None:
     global _undertaker
     if _undertaker is None or _undertaker[0] != identity()[0]:  # (none after a fork)
-        thread = threading.Thread(target=_bury, name="arrowshm-release", daemon=True)
+        thread = threading.Thread(target=_bury, name="arrowshm-housekeeper", daemon=True)
         thread.start()
         _undertaker = (identity()[0], thread)
+
+
+# the thread starts when the process first uses a namespace, not inside its first get
+on_new_context(lambda ctx: _ensure_thread())
+
+HOUSEKEEPING_S = 2.0  # how often the thread trims the namespaces' spares
+_next_housekeeping = 0.0
+
+
+def _housekeeping() -> None:
+    """Spares of every namespace this process uses: recover dead claimers' slots,
+    free those idle too long or beyond the bound (:func:`arrowshm._shm.pool.trim`)."""
+    global _next_housekeeping
+    now = time.monotonic()
+    if now < _next_housekeeping:
+        return
+    _next_housekeeping = now + HOUSEKEEPING_S
+    for ctx in all_contexts():
+        try:
+            pool.trim(ctx)
+        except ArrowShmError:  # a namespace removed or refused meanwhile: nothing to trim
+            continue
 
 
 def release_later(obj: object) -> None:
@@ -168,13 +194,14 @@ def _bury() -> None:
             if now - last_busy < _AWAKE_S:
                 obj: object = _graveyard.get(timeout=min(PERIOD_S, max(IDLE_S / 2, 0.01)))
             else:
-                # nothing to do for a while: sleep until woken (a wake costs the waker a
-                # futex call, so the timer above keeps running while there is activity)
+                # nothing to release for a while: sleep until woken (a wake costs the
+                # waker a futex call, so the timer above keeps running while there is
+                # activity), or until the next housekeeping pass
                 _asleep = True
                 if _idle or _pending:
                     _asleep = False
                     continue
-                obj = _graveyard.get()
+                obj = _graveyard.get(timeout=HOUSEKEEPING_S)
                 _asleep = False
         except queue.Empty:
             obj = None
@@ -194,6 +221,7 @@ def _bury() -> None:
         collect()
         if _idle:
             drop_idle(older_than=IDLE_S)
+        _housekeeping()
 
 
 def flush_releases(timeout: float = 10.0) -> None:

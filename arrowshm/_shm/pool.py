@@ -1,118 +1,456 @@
-"""The per-process pool of retired version segments, reused for later puts.
+"""Spares and the warm reserve: every put lands in memory whose pages are faulted in.
 
-Writing into fresh /dev/shm pages costs a page allocation and fault per 4 KiB
-(2-3 µs here), so a put into a new segment runs at a fraction of memcpy
-speed. A writer therefore keeps the segments it retires (versions that fell
-out of retention), already allocated and mapped, and writes the next version
-of a similar size into one of them once no process pins it (see
-:mod:`arrowshm._shm.header`).
+Writing into fresh /dev/shm pages costs an allocation, a zeroing and a fault per
+4 KiB page (in this VM even more: a page the guest never touched), so a put
+into a new segment runs at a fraction of memcpy speed. Instead:
 
-The pool is bounded (``ARROWSHM_POOL_SEGMENTS``, default 4, and
-``ARROWSHM_POOL_BYTES``, default 1 GiB) and segments idle for
-``ARROWSHM_POOL_IDLE_S`` (default 30 s) are freed at the next pool operation.
-Pooled segments stay counted in the namespace's bytes; they are freed at
-interpreter exit, by ``arrowshm.gc()`` in the owning process, and by any
-process's gc once the owner is dead.
+* **Spares.** A dataset segment nobody references any more — a version that
+  fell out of retention, a deleted or expired dataset — becomes a *spare* of
+  the namespace, listed in the registry's spare table
+  (:mod:`arrowshm._shm.spares`). Any process of the user may claim a spare for
+  a put of any name (:func:`take`): best fit (at most twice the bytes needed,
+  plus 1 MiB), state POOLED → WRITING by a compare-and-swap, and only then the
+  pin table is checked: a reader still holding a table of it keeps it out of
+  reach (it goes back to the table) until the reader lets go. The process that
+  retired a segment still has it mapped with its page tables populated;
+  another process maps it with ``MAP_POPULATE``.
+* **Bounds.** Spares count against the namespace's quota. Their bytes are
+  bounded by ``ARROWSHM_SPARE_BYTES`` (default: an eighth of the filesystem
+  holding /dev/shm, at most 1 GiB: spares are memory held for speed, so they
+  may take a fixed small share of the space live data needs, and are given back
+  first when a put needs room), and a spare idle for ``ARROWSHM_SPARE_IDLE_S``
+  (default 30 s) is freed by the next housekeeping pass of any process
+  (:func:`trim`, run on a timer by :mod:`arrowshm._shm.mapcache`'s thread).
+  A put that would fail with ``ShmFullError`` or ``QuotaExceededError`` frees
+  spares first and tries again.
+* **Reserve.** :func:`set_reserve` keeps a ladder of pre-faulted spares ready
+  (sizes halving from half the reserve down to 1 MiB), refilled by a thread of
+  its own, off every put's path, so even the first put of a new name by a new
+  process lands in warm memory.
+
+Only dataset segments become spares: a stream reader holds batches through its
+ring slot, not the segment's pin table, so a stream segment is always freed.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .._env import env_number
+from .._errors import ArrowShmError, QuotaExceededError, ShmFullError
+from .._proc import identity
 from . import header
 from . import layout as L
-from .registry import Registry
-from .segment import Segment
+from .context import Context
+from .segment import Segment, shm_dir_bytes
+from .spares import SpareSlot, SpareTable
 
-_FIT_SLACK = 1.25  # reuse a segment up to 25% larger than needed
+__all__ = [
+    "SpareUsage",
+    "free",
+    "give",
+    "create",
+    "nudge_reserve",
+    "limit_bytes",
+    "listed",
+    "recover",
+    "reserve_target",
+    "retire",
+    "set_reserve",
+    "take",
+    "trim",
+    "usage",
+]
+
+_MIB = 1 << 20
+_DEFAULT_CAP = 1 << 30
 
 
-@dataclass
-class _Pooled:
-    seg: Segment
-    segment_id: int
-    since: float
+def limit_bytes() -> int:
+    """Most bytes spares may hold (``ARROWSHM_SPARE_BYTES``; 0 turns spares off)."""
+    default = min(_DEFAULT_CAP, shm_dir_bytes() // 8)
+    legacy = os.environ.get("ARROWSHM_POOL_BYTES", "").strip()  # the old name
+    if legacy and not os.environ.get("ARROWSHM_SPARE_BYTES", "").strip():
+        return int(env_number("ARROWSHM_POOL_BYTES", default))
+    if env_number("ARROWSHM_POOL_SEGMENTS", 1) == 0:  # the old switch: no reuse at all
+        return 0
+    return int(env_number("ARROWSHM_SPARE_BYTES", default))
 
 
-class SegmentPool:
-    """Retired segments of one namespace that this process may rewrite."""
+def idle_seconds() -> float:
+    """How long an unused spare is kept (``ARROWSHM_SPARE_IDLE_S``, default 30 s)."""
+    if os.environ.get("ARROWSHM_POOL_IDLE_S", "").strip() and not os.environ.get(
+        "ARROWSHM_SPARE_IDLE_S", ""
+    ).strip():
+        return env_number("ARROWSHM_POOL_IDLE_S", 30.0)
+    return env_number("ARROWSHM_SPARE_IDLE_S", 30.0)
 
-    def __init__(self, reg: Registry) -> None:
-        self.reg = reg
-        self._items: list[_Pooled] = []
-        self._lock = threading.Lock()
-        self.recycled = 0
 
-    @property
-    def max_segments(self) -> int:
-        return int(env_number("ARROWSHM_POOL_SEGMENTS", 4))
+def _table(ctx: Context) -> SpareTable:
+    return SpareTable(ctx.registry.words)
 
-    @property
-    def max_bytes(self) -> int:
-        return int(env_number("ARROWSHM_POOL_BYTES", 1 << 30))
 
-    def take(self, nbytes: int) -> tuple[int, Segment] | None:
-        """A pooled segment of at least *nbytes*, now in state WRITING, or None."""
-        with self._lock:
-            self._trim_idle()
-            fits = sorted(
-                (p for p in self._items if nbytes <= p.seg.size <= nbytes * _FIT_SLACK + L.PAGE),
-                key=lambda p: p.seg.size,
-            )
-            for p in fits:
-                word = header.state_word(p.seg)
-                if L.state_of(word) != L.SEG_POOLED:  # reclaimed by someone: forget it
-                    self._items.remove(p)
-                    continue
-                if header.take_for_rewrite(p.seg, word):
-                    self._items.remove(p)
-                    self.recycled += 1
-                    return p.segment_id, p.seg
+@dataclass(frozen=True)
+class SpareUsage:
+    """The spares of a namespace."""
+
+    segments: int
+    nbytes: int
+
+
+def listed(ctx: Context) -> set[int]:
+    """Segment ids the spare table lists (gc keeps them)."""
+    return _table(ctx).listed()
+
+
+def usage(ctx: Context) -> SpareUsage:
+    """How many spares the namespace holds, and their bytes."""
+    slots = _table(ctx).slots()
+    return SpareUsage(len(slots), sum(s.nbytes for s in slots))
+
+
+# -- listing ----------------------------------------------------------------------------
+
+
+def give(ctx: Context, segment_id: int, seg: Segment) -> bool:
+    """Make the unreferenced dataset segment *seg* (PUBLISHED, or WRITING by this
+    process) a spare; False when it is not kept (then the caller frees it):
+    spares are off, it is larger than the bound, it is not a dataset segment, or
+    another process changed it meanwhile."""
+    limit = max(limit_bytes(), reserve_target(ctx))
+    seen = header.facts(seg)
+    if (limit <= 0 or seg.size > limit or not seg.writable or seen is None
+            or seen.kind != L.KIND_DATASET
+            or not (seen.state == L.SEG_PUBLISHED  # retired: nobody references it
+                    # or being written by this very process (a reserve spare)
+                    or (seen.state == L.SEG_WRITING and seen.creator_pid == identity()[0]))):
+        return False
+    table = _table(ctx)
+    _make_room(ctx, table, limit - seg.size)
+    index = table.begin_insert(segment_id, seg.size)
+    if index is None:  # a full table: the oldest spare goes
+        _free_slots(ctx, table, sorted(table.ready(), key=lambda s: s.since_ns)[:1])
+        index = table.begin_insert(segment_id, seg.size)
+        if index is None:
+            return False
+    header.stamp_owner(seg)
+    if not header.cas_state(seg, seen.word, L.SEG_POOLED):  # reclaimed or rewritten meanwhile
+        table.clear(index)
+        return False
+    table.end_insert(index)
+    ctx.remember_own(segment_id, seg)  # its page tables: a later claim here costs no fault
+    return True
+
+
+def retire(ctx: Context, segment_id: int) -> int:
+    """A dataset segment no entry references any more: a spare, or freed. Returns the
+    bytes freed (0 when it became a spare, or was gone or not ours)."""
+    seg = ctx.take_own(segment_id)
+    if seg is None:
+        try:
+            seg = Segment.open(ctx.registry.segment_name(segment_id), writable=True)
+        except ArrowShmError:
+            return 0  # already gone, or not ours to touch
+    if give(ctx, segment_id, seg):
+        return 0
+    return ctx.registry.free(seg)
+
+
+def _make_room(ctx: Context, table: SpareTable, room: int) -> None:
+    """Free the oldest spares until they hold at most *room* bytes."""
+    ready = sorted(table.ready(), key=lambda s: s.since_ns)
+    held = sum(s.nbytes for s in table.slots())
+    victims = []
+    for s in ready:
+        if held <= room:
+            break
+        victims.append(s)
+        held -= s.nbytes
+    _free_slots(ctx, table, victims)
+
+
+# -- claiming ---------------------------------------------------------------------------
+
+
+def _fits(slot: SpareSlot, need: int) -> bool:
+    return need <= slot.nbytes <= 2 * need + _MIB
+
+
+def take(ctx: Context, need: int) -> tuple[int, Segment] | None:
+    """Claim a spare of at least *need* bytes (the best fit) for a put: returned in
+    state WRITING, owned by this process; None when no spare fits or every fit is
+    pinned by a reader."""
+    table = _table(ctx)
+    for slot in sorted((s for s in table.ready() if _fits(s, need)), key=lambda s: s.nbytes):
+        if not table.claim(slot):
+            continue
+        seg = _map(ctx, slot.segment_id)
+        seen = header.facts(seg) if seg is not None else None
+        if seg is None or seen is None or seen.state != L.SEG_POOLED:
+            table.clear(slot.index)  # gone or changed: the listing was stale
+            continue
+        # (the owner stamp while POOLED is harmless: listed spares are kept by gc
+        # whoever pooled them; after the CAS a killed claimer is a dead creator)
+        header.stamp_owner(seg)
+        if header.take_for_rewrite(seg, seen.word):
+            table.clear(slot.index)
+            ctx.registry.count_recycled()
+            return slot.segment_id, seg
+        table.put_back(slot.index)  # a reader still holds a table of it
+        ctx.remember_own(slot.segment_id, seg)  # keep the mapping for the next try
+    return None
+
+
+def _map(ctx: Context, segment_id: int) -> Segment | None:
+    """This process's populated mapping of a spare, or a new one (``MAP_POPULATE``:
+    the pages exist, only the page tables are filled)."""
+    seg = ctx.take_own(segment_id)
+    if seg is not None:
+        return seg
+    try:
+        return Segment.open(ctx.registry.segment_name(segment_id), writable=True,
+                            populate=True)
+    except ArrowShmError:
         return None
 
-    def give(self, segment_id: int, seg: Segment) -> bool:
-        """Pool a just-retired (PUBLISHED, unreferenced) segment; False if it was
-        not pooled (then the caller reclaims it)."""
-        if self.max_segments <= 0 or seg.size > self.max_bytes or not seg.writable:
-            return False
-        with self._lock:
-            self._trim_idle()
-            while self._items and (
-                len(self._items) >= self.max_segments
-                or sum(p.seg.size for p in self._items) + seg.size > self.max_bytes
-            ):
-                self._evict(self._items[0])
-            # owner first, then the state: gc judges POOLED segments by this owner
-            header.stamp_owner(seg)
-            word = header.state_word(seg)
-            if L.state_of(word) != L.SEG_PUBLISHED or not header.cas_state(
-                seg, word, L.SEG_POOLED
-            ):
-                return False
-            self._items.append(_Pooled(seg, segment_id, time.monotonic()))
-        return True
 
-    def _evict(self, p: _Pooled) -> None:
-        self._items.remove(p)
-        word = header.state_word(p.seg)
-        if L.state_of(word) == L.SEG_POOLED:
-            self.reg.free(p.seg, word)
+# -- freeing ---------------------------------------------------------------------------
 
-    def _trim_idle(self) -> None:
-        limit = time.monotonic() - env_number("ARROWSHM_POOL_IDLE_S", 30)
-        for p in [p for p in self._items if p.since < limit]:
-            self._evict(p)
 
-    def drain(self) -> int:
-        """Free every pooled segment; returns how many."""
-        with self._lock:
-            n = len(self._items)
-            for p in list(self._items):
-                self._evict(p)
-        return n
+def _free_slots(ctx: Context, table: SpareTable, slots: list[SpareSlot]) -> tuple[int, int]:
+    """Free the spares of these READY slots; returns (count, bytes)."""
+    count = freed = 0
+    reg = ctx.registry
+    for slot in slots:
+        if not table.claim(slot):
+            continue
+        got = _free_claimed(ctx, table, slot)
+        if got:
+            count += 1
+            freed += got
+    if count:
+        reg.count_reaped(count)
+    return count, freed
 
-    def __len__(self) -> int:
-        return len(self._items)
+
+def _free_claimed(ctx: Context, table: SpareTable, slot: SpareSlot) -> int:
+    """Free the spare of a slot this process holds BUSY, then empty the slot."""
+    seg = ctx.take_own(slot.segment_id)
+    try:
+        if seg is None:
+            seg = Segment.open(ctx.registry.segment_name(slot.segment_id), writable=True)
+    except ArrowShmError:
+        seg = None
+    freed = 0
+    if seg is not None:
+        seen = header.facts(seg)
+        if seen is not None and seen.state == L.SEG_POOLED:
+            freed = ctx.registry.free(seg, seen.word)
+    table.clear(slot.index)
+    return freed
+
+
+def free(ctx: Context, *, everything: bool = False, older_than: float | None = None,
+         need: int = 0) -> tuple[int, int]:
+    """Free spares: all of them, those idle longer than *older_than* seconds, or the
+    largest until *need* bytes are freed. Returns (count, bytes)."""
+    table = _table(ctx)
+    ready = table.ready()
+    if everything:
+        victims = ready
+    elif older_than is not None:
+        limit = time.time_ns() - int(older_than * 1e9)
+        keep = _reserved(ctx, ready)
+        victims = [s for s in ready if s.since_ns < limit and s.index not in keep]
+    else:
+        victims, got = [], 0
+        for s in sorted(ready, key=lambda s: -s.nbytes):
+            if got >= need:
+                break
+            victims.append(s)
+            got += s.nbytes
+    return _free_slots(ctx, table, victims)
+
+
+def recover(ctx: Context) -> int:
+    """Finish what processes killed while listing or claiming a spare left: a slot
+    BUSY by a dead process lists its segment again if it is still POOLED, else it
+    is emptied (a segment a dead claimer made WRITING is a dead creator's: gc
+    reclaims it). Returns the slots recovered."""
+    table = _table(ctx)
+    done = 0
+    for slot in table.slots():
+        if not slot.busy_pid or not table.take_over(slot):
+            continue
+        seg = _map(ctx, slot.segment_id)
+        seen = header.facts(seg) if seg is not None else None
+        if seg is not None and seen is not None and seen.state == L.SEG_POOLED:
+            table.put_back(slot.index)
+        else:
+            table.clear(slot.index)
+        done += 1
+    return done
+
+
+def trim(ctx: Context) -> tuple[int, int]:
+    """Housekeeping: recover dead owners' slots, free spares idle too long and keep
+    the total within the bound. Returns (count, bytes) freed."""
+    recover(ctx)
+    count, freed = free(ctx, older_than=idle_seconds())
+    table = _table(ctx)
+    limit = max(limit_bytes(), reserve_target(ctx))
+    held = sum(s.nbytes for s in table.slots())
+    if held > limit:
+        c, b = free(ctx, need=held - limit)
+        count, freed = count + c, freed + b
+    return count, freed
+
+
+def create(ctx: Context, nbytes: int, init: Callable[[Segment], None], *,
+           populate: bool = False) -> tuple[int, Segment]:
+    """A new segment (see :meth:`Registry.create_segment`); when the namespace's
+    quota or /dev/shm has no room, spares are freed first (the largest, until the
+    bytes are free) and the creation is tried once more.
+
+    Raises
+    ------
+    QuotaExceededError, ShmFullError
+        When it does not fit even without spares (nothing is created).
+    AccessDeniedError
+        When other users' files squat the names tried.
+    """
+    reg = ctx.registry
+    try:
+        return reg.create_segment(nbytes, init, populate=populate)
+    except (QuotaExceededError, ShmFullError):
+        if free(ctx, need=nbytes)[0] == 0:
+            raise
+    return reg.create_segment(nbytes, init, populate=populate)
+
+
+# -- the reserve ---------------------------------------------------------------------
+
+
+def ladder(nbytes: int) -> list[int]:
+    """The spare sizes a reserve of *nbytes* keeps: halving from *nbytes* / 2 down to
+    1 MiB (page-rounded), so any put up to half the reserve finds a spare at most
+    twice its size."""
+    sizes = []
+    size = max(_MIB, (nbytes // 2) & ~(L.PAGE - 1))
+    total = 0
+    while total + size <= nbytes and size >= _MIB:
+        sizes.append(size)
+        total += size
+        size //= 2
+    return sizes
+
+
+_reserves: dict[str, _Reserve] = {}
+_reserves_lock = threading.Lock()
+
+
+def reserve_target(ctx: Context) -> int:
+    """Bytes this process keeps in reserve for *ctx*'s namespace (0: none)."""
+    r = _reserves.get(ctx.namespace)
+    return r.target if r is not None else 0
+
+
+def _reserved(ctx: Context, ready: list[SpareSlot]) -> set[int]:
+    """Slots the reserve ladder counts on (exempt from idle trimming)."""
+    r = _reserves.get(ctx.namespace)
+    if r is None:
+        return set()
+    return {s.index for s in r.match(ready)}
+
+
+class _Reserve:
+    """Keeps a namespace's ladder of spares filled, in a thread of its own."""
+
+    def __init__(self, ctx: Context, target: int) -> None:
+        self.ctx = ctx
+        self.target = target
+        self.wake = threading.Event()
+        self.stop = threading.Event()
+        self.filled = threading.Event()
+        self.error: str = ""
+        self.thread = threading.Thread(target=self._run, name="arrowshm-reserve",
+                                       daemon=True)
+        self.thread.start()
+
+    def match(self, ready: list[SpareSlot]) -> list[SpareSlot]:
+        """The spares that stand for rungs of the ladder (each rung its own)."""
+        free = sorted(ready, key=lambda s: s.nbytes)
+        used: list[SpareSlot] = []
+        for size in ladder(self.target):
+            for s in free:
+                if s not in used and size <= s.nbytes <= size + size // 2 + L.PAGE:
+                    used.append(s)
+                    break
+        return used
+
+    def missing(self) -> list[int]:
+        ready = _table(self.ctx).ready()
+        matched = self.match(ready)
+        have = sorted(s.nbytes for s in matched)
+        out = []
+        for size in ladder(self.target):
+            hit = next((b for b in have if size <= b <= size + size // 2 + L.PAGE), None)
+            if hit is None:
+                out.append(size)
+            else:
+                have.remove(hit)
+        return out
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                todo = self.missing()
+                for size in todo:
+                    if self.stop.is_set():
+                        return
+                    self._add(size)
+                if not todo:
+                    self.filled.set()
+                self.error = ""
+            except ArrowShmError as exc:  # no room now: try again later
+                self.error = str(exc)
+                self.filled.set()  # (nothing to wait for)
+            self.wake.wait(1.0)
+            self.wake.clear()
+
+    def _add(self, size: int) -> None:
+        reg = self.ctx.registry
+        sid, seg = reg.create_segment(size, header.init_fresh, populate=True)  # (no pressure
+        # relief: a reserve never frees other spares to make room for itself)
+        header.begin_version(seg, 0, fresh=True)  # a dataset segment, holding nothing yet
+        if not give(self.ctx, sid, seg):
+            reg.free(seg)
+
+
+def set_reserve(ctx: Context, nbytes: int, *, wait: float | None = None) -> None:
+    """Keep *nbytes* of pre-faulted spares ready for *ctx*'s namespace (0 stops).
+
+    With *wait*, block up to that many seconds until the reserve is filled."""
+    with _reserves_lock:
+        old = _reserves.pop(ctx.namespace, None)
+        if old is not None:
+            old.stop.set()
+            old.wake.set()
+        if nbytes <= 0:
+            return
+        r = _Reserve(ctx, nbytes)
+        _reserves[ctx.namespace] = r
+    if wait is not None:
+        r.filled.wait(wait)
+
+
+def nudge_reserve(ctx: Context) -> None:
+    """A spare was claimed: refill soon."""
+    r = _reserves.get(ctx.namespace)
+    if r is not None:
+        r.filled.clear()
+        r.wake.set()

@@ -210,6 +210,7 @@ class RegistryStats:
     deletes: int
     reaped: int
     live_entries: int
+    recycled: int
     capacity: int
     bytes_used: int
     quota_bytes: int

@@ -706,6 +706,9 @@ class Registry(QuotaAccount):
     def count_reaped(self, n: int) -> None:
         atomic_fetch_add(self.words, L.H_STAT_REAPED, _U64(n))
 
+    def count_recycled(self) -> None:
+        atomic_fetch_add(self.words, L.H_STAT_RECYCLED, _U64(1))
+
     def stats(self) -> RegistryStats:
         """The namespace's counters (for metrics)."""
         w = self.words
@@ -714,6 +717,7 @@ class Registry(QuotaAccount):
             deletes=int(atomic_load(w, L.H_STAT_DELETES)),
             reaped=int(atomic_load(w, L.H_STAT_REAPED)),
             live_entries=int(atomic_load(w, L.H_LIVE_ENTRIES)),
+            recycled=int(atomic_load(w, L.H_STAT_RECYCLED)),
             capacity=self.capacity,
             bytes_used=self.bytes_used,
             quota_bytes=self.quota or 0,

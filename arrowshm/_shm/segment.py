@@ -174,7 +174,7 @@ class Segment:
         return cls(name, mm, size, True, mode)
 
     @classmethod
-    def open(cls, name: str, *, writable: bool = False) -> Segment:
+    def open(cls, name: str, *, writable: bool = False, populate: bool = False) -> Segment:
         """Map an existing segment of this user (read-only unless *writable*).
 
         The object must be a regular file owned by the caller's effective uid
@@ -188,6 +188,9 @@ class Segment:
             When no segment has that name (e.g. it was just unlinked).
         AccessDeniedError
             When it belongs to another user, or is not a regular file.
+
+        With *populate*, the page tables are filled at mapping time
+        (``MAP_POPULATE``), for a process about to write the whole segment.
         """
         try:
             shm = posix_ipc.SharedMemory(name, 0, read_only=not writable)
@@ -224,8 +227,9 @@ class Segment:
                 raise NotFoundError(f"shared memory {name} is empty (being created)",
                                     shm_name=name)
             prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+            flags = mmap.MAP_SHARED | (getattr(mmap, "MAP_POPULATE", 0) if populate else 0)
             try:
-                mm = mmap.mmap(shm.fd, size, mmap.MAP_SHARED, prot)
+                mm = mmap.mmap(shm.fd, size, flags, prot)
             except OSError as exc:
                 if _fds_exhausted(exc):  # mmap dups the descriptor
                     raise _fd_limit_error(name, exc) from exc
@@ -316,6 +320,20 @@ def foreign(name: str) -> bool:
     except OSError:
         return False
     return not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid()
+
+
+def shm_dir_bytes() -> int:
+    """Size of the filesystem holding the shared-memory objects (0 if unknown)."""
+    try:
+        s = os.statvfs(SHM_DIR)
+    except OSError:
+        return 0
+    return s.f_blocks * s.f_frsize
+
+
+def shm_free_bytes() -> int:
+    """Bytes free in the filesystem holding the shared-memory objects."""
+    return _shm_free_bytes()
 
 
 def _shm_free_bytes() -> int:

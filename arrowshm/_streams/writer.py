@@ -46,7 +46,7 @@ from .._errors import (
 )
 from .._names import validate_name
 from .._proc import identity, is_alive
-from .._shm import header
+from .._shm import header, pool
 from .._shm import layout as L
 from .._shm.context import Context, HasName, context_of
 from .._shm.gc import drop_entry
@@ -223,7 +223,7 @@ class StreamWriter:
                          schema_fp=schema_fingerprint(schema), max_readers=max_readers,
                          n_slots=n_slots, arena=arena, evict_ns=int(self._evict_after * 1e9))
 
-        seg_id, seg = reg.create_segment(seg_bytes, init)
+        seg_id, seg = pool.create(ctx, seg_bytes, init)  # (spares go first if room is short)
         published = False
         try:
             self._geom = parse(seg)

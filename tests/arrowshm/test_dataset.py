@@ -96,7 +96,7 @@ def test_retention_keeps_older_versions_readable(namespace: str) -> None:
     with pytest.raises(arrowshm.NotFoundError) as exc:
         arrowshm.get("r", version=2)
     assert exc.value.retained == (5, 4, 3)  # type: ignore[attr-defined]
-    # older segments were freed, or kept for reuse by this process's pool
+    # older segments were freed, or kept as spares of the namespace
     assert len(data_objects(namespace)) - len(pooled_objects(namespace)) == 3
     assert arrowshm.ref("r", version=4).get().equals(make_table(10, seed=4))
 
@@ -108,7 +108,7 @@ def test_a_held_table_stays_intact_after_newer_versions_and_delete(namespace: st
     for i in range(2, 6):
         arrowshm.put("h", make_table(50_000, seed=i))
     arrowshm.delete("h")
-    arrowshm.gc()  # frees this process's pool too
+    arrowshm.gc(spares=True)  # the spares it left are freed too
     assert data_objects(namespace) == []  # unlinked, yet still mapped here
     assert held.equals(expected)
     with pytest.raises(arrowshm.NotFoundError):
@@ -120,7 +120,8 @@ def test_delete_frees_every_segment_and_the_name_can_be_reused(namespace: str) -
         arrowshm.put("d", make_table(10, seed=i), retain=3)
     assert len(data_objects(namespace)) == 3
     arrowshm.delete("d")
-    assert data_objects(namespace) == []
+    assert data_objects(namespace) == pooled_objects(namespace)  # spares only
+    assert arrowshm.gc(spares=True).spares == 0 and data_objects(namespace) == []
     with pytest.raises(arrowshm.NotFoundError):
         arrowshm.delete("d")
     assert arrowshm.put("d", make_table(1)).version == 1
@@ -182,7 +183,8 @@ def test_ttl_expires_a_dataset_and_gc_removes_it(namespace: str) -> None:
         arrowshm.get("ttl")
     report = arrowshm.gc()
     assert report.expired == ["ttl"]
-    assert data_objects(namespace) == []
+    assert data_objects(namespace) == pooled_objects(namespace)  # a spare, reported
+    assert report.spares == len(data_objects(namespace))
 
 
 def test_wait_times_out_with_wait_timeout_error() -> None:
@@ -236,7 +238,7 @@ def test_concurrent_puts_from_processes_get_distinct_increasing_versions(namespa
     for r in results:
         assert r == sorted(r)
     assert arrowshm.info("race").version == 100
-    assert len(data_objects(namespace)) == 1
+    assert len(data_objects(namespace)) - len(pooled_objects(namespace)) == 1
 
 
 def test_ref_pickles_to_a_few_bytes_and_resolves_the_version() -> None:
@@ -287,6 +289,8 @@ def test_quota_rejects_a_put_and_creates_nothing(namespace: str) -> None:
             arrowshm.info("big")
         used = reg.bytes_used
         arrowshm.delete("small")
+        assert arrowshm.usage().live_bytes < used  # its segment: a spare now
+        arrowshm.gc(spares=True)
         assert reg.bytes_used < used
     finally:
         reg.set_quota(None)

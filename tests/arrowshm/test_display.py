@@ -65,7 +65,9 @@ def test_html_escapes_names_and_columns() -> None:
 
 
 def test_list_datasets_prints_as_a_table_and_renders_html() -> None:
-    assert repr(arrowshm.list_datasets()) == "<arrowshm.DatasetList: no datasets>"
+    empty = repr(arrowshm.list_datasets()).splitlines()
+    assert empty[0] == "<arrowshm.DatasetList: no datasets>"
+    assert empty[1].startswith("memory: 0 B live, 0 spares 0 B (reclaimable), quota none;")
     arrowshm.put("alpha", pa.table({"x": list(range(1000))}))
     arrowshm.put("beta/longer-name", pa.table({"y": ["z"]}), ttl=30)
     datasets = arrowshm.list_datasets()
@@ -77,9 +79,11 @@ def test_list_datasets_prints_as_a_table_and_renders_html() -> None:
     assert lines[2].startswith("beta/longer-name") and "30 s" in lines[2]
     # aligned: the VERSION column starts at the same offset on every line
     col = lines[0].index("VERSION")
-    assert all(line[col - 1] == " " for line in lines[1:])
+    assert all(line[col - 1] == " " for line in lines[1:3])
+    assert lines[-1].startswith("memory: ") and " live, " in lines[-1]
     text = _text(datasets._repr_html_())
     assert "2 datasets" in text and "alpha" in text and "beta/longer-name" in text
+    assert "memory: " in text and "spares" in text
 
 
 @pytest.mark.timeout(60)

@@ -25,13 +25,17 @@ def test_registry_header_offsets() -> None:
         "H_ID_KEY": 112, "H_NEXT_SEGMENT_ID": 128, "H_BYTES_USED": 192,
         "H_QUOTA_BYTES": 200, "H_EVENT_SEQ": 256, "H_EVENT_WAITERS": 264,
         "H_EVENT_FUTEX": 272, "H_STAT_PUTS": 320, "H_STAT_DELETES": 328,
-        "H_STAT_REAPED": 336, "H_LIVE_ENTRIES": 344, "H_RESERVATIONS": 1024,
+        "H_STAT_REAPED": 336, "H_LIVE_ENTRIES": 344, "H_STAT_RECYCLED": 352,
+        "H_RESERVATIONS": 1024, "H_SPARES": 3072,
     }  # fmt: skip
     for name, offset in expected.items():
         assert getattr(L, name) * 8 == offset, name
     assert L.REGISTRY_HEADER_BYTES == 4096
     assert L.RESERVATION_SLOTS * L.RESERVATION_WORDS * 8 == 2048  # bytes 1024..3071
-    assert (L.H_RESERVATIONS + L.RESERVATION_SLOTS * L.RESERVATION_WORDS) * 8 <= 4096
+    assert (L.H_RESERVATIONS + L.RESERVATION_SLOTS * L.RESERVATION_WORDS) * 8 <= 3072
+    assert L.SPARE_SLOTS * L.SPARE_WORDS * 8 == 960  # spares: bytes 3072..4031
+    assert (L.H_SPARES + L.SPARE_SLOTS * L.SPARE_WORDS) * 8 <= 4096
+    assert (L.SPARE_EMPTY, L.SPARE_READY, L.SPARE_BUSY) == (0, 1 << 62, 1 << 63)
     # hot words do not share cache lines
     lines = {L.H_STRUCT_LOCK * 8 // 64, L.H_NEXT_SEGMENT_ID * 8 // 64,
              L.H_BYTES_USED * 8 // 64, L.H_EVENT_SEQ * 8 // 64}
@@ -109,6 +113,9 @@ def test_the_document_lists_the_same_offsets() -> None:
     header = text.split("### Header")[1].split("###")[0]
     hrows = dict(re.findall(r"\|\s*(\d+)\s*\|\s*(\w+)\s*\|", header))
     assert hrows["192"] == "bytes_used" and hrows["256"] == "event_seq"
+    assert hrows["352"] == "stat_recycled"
+    assert "| 3072 + 40·j | spare[j].state |" in header
+    assert "| 3104 + 40·j | spare[j].since |" in header
 
 
 def test_segment_ids_follow_the_documented_keyed_mix() -> None:

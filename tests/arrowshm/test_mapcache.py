@@ -27,10 +27,11 @@ def _count_opens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     opened: list[str] = []
     real = Segment.open.__func__  # type: ignore[attr-defined]
 
-    def counting(cls: type[Segment], name: str, *, writable: bool = False) -> Segment:
+    def counting(cls: type[Segment], name: str, *, writable: bool = False,
+                 populate: bool = False) -> Segment:
         if not name.endswith("-reg"):
             opened.append(name)
-        return real(cls, name, writable=writable)  # type: ignore[no-any-return]
+        return real(cls, name, writable=writable, populate=populate)  # type: ignore[no-any-return]
 
     monkeypatch.setattr(_get.Segment, "open", classmethod(counting))
     return opened
@@ -160,7 +161,7 @@ def test_an_idle_mapping_of_a_deleted_dataset_is_unmapped_within_the_grace(
         assert child.stdout.readline().strip() == "idle"
         assert _maps_inode(child.pid, inode)  # kept for reuse
         arrowshm.delete("gone")
-        arrowshm.gc()
+        arrowshm.gc(spares=True)  # (deleted, its segment is a spare: free it too)
         assert not os.path.exists("/dev/shm" + info.segment)
         deadline = time.monotonic() + 10
         while _maps_inode(child.pid, inode) and time.monotonic() < deadline:

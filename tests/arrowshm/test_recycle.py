@@ -26,13 +26,16 @@ def _segment_of(name: str) -> str:
     return arrowshm.info(name).segment
 
 
+def _recycled(namespace: str) -> int:
+    return registry_of(namespace).stats().recycled
+
+
 def test_steady_puts_of_one_size_reuse_a_few_segments(namespace: str) -> None:
-    pool = context(namespace).pool
-    before = pool.recycled
+    before = _recycled(namespace)
     created = set()
     for tag in range(1, 41):
         created.add(arrowshm.put("steady", stamped_table(tag, 20_000)).segment)
-    assert pool.recycled - before >= 30
+    assert _recycled(namespace) - before >= 30
     assert len(created) <= 4  # a handful of segments, rewritten again and again
     assert check_stamped(arrowshm.get("steady")) == 40
 
@@ -43,18 +46,17 @@ def test_a_held_table_stays_intact_through_many_recycles(
     # the pinned segment stays pooled (never taken) for the whole test; on a loaded
     # machine the 60 puts may outlast the pool's default 30 s idle limit, which would
     # free it (correctly) and leave nothing to inspect at the end
-    monkeypatch.setenv("ARROWSHM_POOL_IDLE_S", "3600")
+    monkeypatch.setenv("ARROWSHM_SPARE_IDLE_S", "3600")
     arrowshm.put("lap", stamped_table(1, 50_000))
     held = arrowshm.get("lap")
     held_segment = _segment_of("lap")
     column = held.column("v")  # keep a column, drop the table
     del held
-    pool = context(namespace).pool
-    before = pool.recycled
+    before = _recycled(namespace)
     for tag in range(2, 60):
         arrowshm.put("lap", stamped_table(tag, 50_000))
         arrowshm.get("lap")  # the cache moves on; only `column` pins version 1
-    assert pool.recycled - before >= 20  # (releases run on a background thread)
+    assert _recycled(namespace) - before >= 20  # (releases run on a background thread)
     assert np.array_equal(column.to_numpy(), np.arange(50_000, dtype=np.float64) + 1)
     # version 1's segment was never rewritten while pinned
     seg = Segment.open(held_segment)
@@ -69,11 +71,11 @@ def test_a_segment_is_recycled_once_its_last_buffer_is_freed(namespace: str) -> 
     arrowshm.get("free")
     assert first in pooled_objects(namespace)
     seg = Segment.open(first)
-    pins = [int(seg.words[L.S_PINS + 2 * k]) for k in range(L.PIN_SLOTS)]
+    pins = [int(seg.words[L.S_PINS + L.PIN_WORDS * k]) for k in range(L.PIN_SLOTS)]
     assert os.getpid() in pins  # `t` pins it
     del t
     flush_releases()  # the superseded cache entry is dropped by a background thread
-    pins = [int(seg.words[L.S_PINS + 2 * k]) for k in range(L.PIN_SLOTS)]
+    pins = [int(seg.words[L.S_PINS + L.PIN_WORDS * k]) for k in range(L.PIN_SLOTS)]
     assert os.getpid() not in pins  # the finalizer released it
     arrowshm.put("free", stamped_table(3, 10_000))
     assert _segment_of("free") == first  # and the next put reused it
@@ -130,25 +132,36 @@ def test_pins_of_a_killed_reader_are_reaped(namespace: str) -> None:
     assert check_stamped(arrowshm.get("dead")) == 7
 
 
-def test_gc_and_delete_leave_nothing_but_live_versions(namespace: str) -> None:
+def test_gc_and_delete_leave_nothing_but_live_versions_and_reported_spares(
+    namespace: str,
+) -> None:
     for tag in range(1, 10):
         arrowshm.put("g", stamped_table(tag, 5_000), retain=2)
-    assert len(data_objects(namespace)) > 2  # two live versions + the pool
-    report = arrowshm.gc()
-    assert report.pooled >= 1
-    assert len(data_objects(namespace)) == 2
-    arrowshm.delete("g")
+    spares = pooled_objects(namespace)
+    assert len(spares) >= 1 and len(data_objects(namespace)) == 2 + len(spares)
+    report = arrowshm.gc()  # spares within the bound and idle time stay, reported
+    assert report.spares == len(spares) and len(data_objects(namespace)) == 2 + report.spares
+    arrowshm.delete("g")  # its two live versions become spares too
+    assert data_objects(namespace) == pooled_objects(namespace)
+    assert arrowshm.gc().spares == len(data_objects(namespace))
+    report = arrowshm.gc(spares=True)
+    assert report.spares_freed >= 3 and report.spares == 0
     assert data_objects(namespace) == []
 
 
-def test_pooled_segments_count_against_the_quota_and_free_on_gc(namespace: str) -> None:
+def test_spares_count_against_the_quota_and_free_on_gc(namespace: str) -> None:
     reg = registry_of(namespace)
     for tag in range(1, 5):
         arrowshm.put("q", stamped_table(tag, 5_000))
-    used_with_pool = reg.bytes_used
-    arrowshm.gc()
-    assert reg.bytes_used < used_with_pool
+    used_with_spares = reg.bytes_used
+    usage = arrowshm.usage()
+    assert usage.spares >= 1 and usage.bytes_used == used_with_spares
+    assert usage.live_bytes + usage.spare_bytes == used_with_spares
+    arrowshm.gc(spares=True)
+    assert reg.bytes_used < used_with_spares and arrowshm.usage().spares == 0
     arrowshm.delete("q")
+    assert reg.bytes_used == arrowshm.usage().spare_bytes > 0  # the last version, a spare
+    arrowshm.gc(spares=True)
     assert reg.bytes_used == 0
 
 
@@ -165,19 +178,21 @@ def test_a_producer_unmaps_versions_another_process_deleted(namespace: str) -> N
     inode = os.stat(shm_path).st_ino
     assert _mapped(inode)  # kept mapped for a cheap recycle later
     assert shm_path in {m.path for m in shm_mappings()}  # listed under its name
-    proc = subprocess.run([sys.executable, "-c", "import arrowshm; arrowshm.delete('del')"],
-                          env=dict(os.environ), timeout=60)
-    assert proc.returncode == 0
+    proc = subprocess.run([sys.executable, "-c", "import arrowshm; arrowshm.delete('del'); "
+                           "arrowshm.gc(spares=True)"], env=dict(os.environ), timeout=60)
+    assert proc.returncode == 0  # deleted, and its spare freed, by another process
     arrowshm.gc()
     flush_releases()
     assert not _mapped(inode)  # its memory is not held alive by this process
 
 
-def test_deleting_in_the_producer_unmaps_at_once(namespace: str) -> None:
+def test_freeing_spares_in_the_producer_unmaps_at_once(namespace: str) -> None:
     info = arrowshm.put("del2", stamped_table(1, 30_000))
     inode = os.stat("/dev/shm" + info.segment).st_ino
     assert _mapped(inode)
-    arrowshm.delete("del2")
+    arrowshm.delete("del2")  # a spare: still mapped here, to be rewritten without faults
+    assert info.segment in pooled_objects(namespace) and _mapped(inode)
+    arrowshm.gc(spares=True)
     flush_releases()
     assert not _mapped(inode)
 

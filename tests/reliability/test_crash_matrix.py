@@ -26,7 +26,7 @@ import arrowshm
 from arrowshm import stream_info
 from arrowshm._shm.registry import registry_of
 from arrowshm.testing import data_objects
-from tests.helpers import check_stamped, stamped_table
+from tests.helpers import check_stamped, spare_objects, stamped_table
 from tests.reliability._util import check_seq_batch, ctx, seq_batch
 from tests.stress.test_crash_put import _reader_until
 
@@ -52,6 +52,7 @@ def _unreferenced(namespace: str) -> list[tuple[str, bool, str]]:
     reg = registry_of(namespace)
     referenced = {reg.segment_name(sid) for v in reg.entries()
                   for sid in (v.history() if v.kind == 1 else [v.segment_id])}
+    referenced |= set(spare_objects(namespace))  # listed spares: kept, reusable
     out = []
     for name in data_objects(namespace):
         if name in referenced:
@@ -77,7 +78,9 @@ def _assert_gc_leaves_only_live(namespace: str) -> dict[str, int]:
     report = arrowshm.gc()
     left = _unreferenced(namespace)
     assert left == [], ([d for *_, d in left], report)
-    assert len(data_objects(namespace)) == _live_segment_count(namespace), report
+    spares = spare_objects(namespace)
+    assert report.spares == len(spares)
+    assert len(data_objects(namespace)) == _live_segment_count(namespace) + len(spares), report
     from arrowshm._shm import layout as L
     from arrowshm._shm.segment import object_stat
 
@@ -232,6 +235,65 @@ def test_reader_killed_200_times_never_stalls_the_writer(namespace: str) -> None
     counts = _reader_kills(namespace, kills=200)
     print("reader killed holding batches:", counts)
     assert counts["write_timeouts"] == 0 and counts["kills"] == 200
+    print("gc:", _assert_gc_leaves_only_live(namespace))
+
+
+# -- 2b. processes killed while claiming (and listing) spares -------------------------------
+
+_CLAIM_SIZES = (20_000, 25_000, 30_000)  # close enough that spares fit the next puts
+
+
+def _claimer(namespace: str, seed: int, ready: Any) -> None:
+    os.environ["ARROWSHM_NAMESPACE"] = namespace
+    rng = random.Random(seed)
+    ready.set()
+    k = 0
+    while True:  # new names only: every put claims a spare or creates; every delete lists
+        k += 1
+        name = f"claim/{seed}/{k}"
+        arrowshm.put(name, stamped_table(k, rng.choice(_CLAIM_SIZES)))
+        arrowshm.delete(name)
+
+
+def _claimer_kills(namespace: str, kills: int) -> dict[str, int]:
+    rng = random.Random(7)
+    arrowshm.put("claim/held", stamped_table(4242, 30_000))
+    held = arrowshm.get("claim/held")
+    arrowshm.delete("claim/held")  # a spare, pinned by `held`: never claimable
+    recycled0 = registry_of(namespace).stats().recycled
+    procs: list[Any] = []
+    try:
+        procs = [_start_when_ready(_claimer, namespace, 100 + i) for i in range(2)]
+        for k in range(kills):
+            time.sleep(rng.random() * 0.08)
+            i = rng.randrange(2)
+            os.kill(procs[i].pid, signal.SIGKILL)
+            procs[i].join()
+            assert check_stamped(held) == 4242
+            procs[i] = _start_when_ready(_claimer, namespace, 200 + k)
+    finally:
+        for p in procs:
+            os.kill(p.pid, signal.SIGKILL)
+            p.join()
+    assert check_stamped(held) == 4242  # every byte of the pinned spare, after all kills
+    recycled = registry_of(namespace).stats().recycled - recycled0
+    assert recycled > kills, "the claimers hardly claimed: the scenario did not run"
+    del held
+    return {"kills": kills, "spares_claimed": recycled}
+
+
+@pytest.mark.timeout(300)
+def test_processes_killed_while_claiming_spares_lose_and_leak_nothing(namespace: str) -> None:
+    counts = _claimer_kills(namespace, kills=12)
+    print("claimers killed:", counts)
+    print("gc:", _assert_gc_leaves_only_live(namespace))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_processes_killed_while_claiming_spares_200_times(namespace: str) -> None:
+    counts = _claimer_kills(namespace, kills=200)
+    print("claimers killed:", counts)
     print("gc:", _assert_gc_leaves_only_live(namespace))
 
 

@@ -106,6 +106,8 @@ arrowshm.put("again", pa.table({"x": [1]}))
 assert arrowshm.get("again").num_rows == 1
 for info in arrowshm.list_datasets():
     arrowshm.delete(info.name)
+assert len(data_objects(ns)) == arrowshm.usage().spares, data_objects(ns)  # spares only
+arrowshm.gc(spares=True)
 assert data_objects(ns) == [], data_objects(ns)
 print("ok", made)
 """
