@@ -13,9 +13,11 @@ variable                       zero?  why
 ``ARROWSHM_STALL_TIMEOUT_S``   no     a reader would fail on every record another
                                       process is writing at that instant
 ``ARROWSHM_REGISTRY_CAPACITY`` no     a registry of no entries can hold nothing
-``ARROWSHM_POOL_SEGMENTS``     yes    0 keeps no retired segment (pool off)
-``ARROWSHM_POOL_BYTES``        yes    0 keeps no retired segment (pool off)
-``ARROWSHM_POOL_IDLE_S``       yes    0 frees retired segments at the next put
+``ARROWSHM_SPARE_BYTES``       yes    0 keeps no spare (retired segments are freed)
+``ARROWSHM_SPARE_IDLE_S``      yes    0 frees spares at the next housekeeping pass
+``ARROWSHM_POOL_SEGMENTS``     yes    legacy: 0 keeps no spare
+``ARROWSHM_POOL_BYTES``        yes    legacy name of ``ARROWSHM_SPARE_BYTES``
+``ARROWSHM_POOL_IDLE_S``       yes    legacy name of ``ARROWSHM_SPARE_IDLE_S``
 ``ARROWSHM_MAP_CACHE``         yes    0 turns the idle-mapping cache off
 ``ARROWSHM_MAP_CACHE_S``       yes    0 drops idle mappings at the next sweep
 =============================  =====  ============================================

@@ -350,6 +350,9 @@ class Usage:
         Bytes of spares this process keeps ready (``reserve()``).
     shm_total, shm_free : int
         Size and free bytes of the filesystem holding the segments.
+    recycled : int
+        Puts of the namespace that reused a spare instead of fresh pages (since
+        the registry was created).
     """
 
     namespace: str
@@ -361,6 +364,7 @@ class Usage:
     reserve: int
     shm_total: int
     shm_free: int
+    recycled: int
 
 
 @dataclass

@@ -349,7 +349,7 @@ class Namespace:
                      live_bytes=max(0, used - spares.nbytes), spare_bytes=spares.nbytes,
                      spares=spares.segments, quota=reg.quota,
                      reserve=_pool.reserve_target(ctx), shm_total=shm_dir_bytes(),
-                     shm_free=shm_free_bytes())
+                     shm_free=shm_free_bytes(), recycled=reg.stats().recycled)
 
     @property
     def quota(self) -> int | None:

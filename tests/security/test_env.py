@@ -47,11 +47,26 @@ def test_the_service_and_the_library_parse_numbers_alike(
 def test_no_tuning_variable_takes_a_value_that_is_not_finite(
         raw: str, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ["ARROWSHM_STALL_TIMEOUT_S", "ARROWSHM_REGISTRY_CAPACITY",
+                 "ARROWSHM_SPARE_BYTES", "ARROWSHM_SPARE_IDLE_S",
                  "ARROWSHM_POOL_SEGMENTS", "ARROWSHM_POOL_BYTES", "ARROWSHM_POOL_IDLE_S",
                  "ARROWSHM_MAP_CACHE", "ARROWSHM_MAP_CACHE_S"]:
         monkeypatch.setenv(name, raw)
         with pytest.raises(arrowshm.InvalidArgumentError, match=f"{name}="):
             library_env_number(name, 5.0)
+        monkeypatch.delenv(name)
+
+
+@pytest.mark.parametrize("raw", ["inf", "nan", "-1"])
+def test_the_spare_bound_and_idle_time_refuse_what_is_not_finite(
+        raw: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from arrowshm._shm import pool
+
+    for name, read in [("ARROWSHM_SPARE_BYTES", pool.limit_bytes),
+                       ("ARROWSHM_SPARE_IDLE_S", pool.idle_seconds),
+                       ("ARROWSHM_POOL_BYTES", pool.limit_bytes)]:
+        monkeypatch.setenv(name, raw)
+        with pytest.raises(arrowshm.InvalidArgumentError, match=f"{name}="):
+            read()
         monkeypatch.delenv(name)
 
 
