@@ -51,7 +51,7 @@ from ._errors import (
     WaitTimeoutError,
     WriterExistsError,
 )
-from ._info import DatasetInfo, GcReport, ReaderInfo, Ref, StreamInfo, Usage
+from ._info import DatasetInfo, GcReport, ReaderInfo, Ref, StreamInfo, Usage, VersionReader
 from ._interop import to_pandas
 from ._mirror import Mirror, MirrorStatus, mirror, mirror_statuses, raise_from_flight
 from ._namespace import Namespace
@@ -89,6 +89,7 @@ __all__ = [
     "StreamWriter",
     "TableBuilder",
     "Usage",
+    "VersionReader",
     "WaitTimeoutError",
     "WriterExistsError",
     "build",

@@ -31,6 +31,7 @@ __all__ = [
     "Ref",
     "StreamInfo",
     "Usage",
+    "VersionReader",
     "use_namespaces",
 ]
 
@@ -128,6 +129,41 @@ def bind_ref(ref: Ref, ns: NamespaceLike) -> Ref:
 
 
 @dataclass(frozen=True)
+class VersionReader:
+    """A process that holds a table of one version of a dataset (a *pin* on it).
+
+    Every table ``get`` hands out pins its version's segment until Python frees
+    the table's last buffer; a pinned segment is never recycled for another
+    version. Pins are what count across processes, so they are what is listed:
+    a mapping without a pin (a process's idle mapping kept for its next
+    ``get``, at most ``ARROWSHM_MAP_CACHE_S`` seconds) holds nothing back.
+
+    Attributes
+    ----------
+    version : int
+        The dataset version it holds.
+    pid : int
+        Its process id (of this PID namespace: a registry refuses processes of
+        another).
+    command : str or None
+        Its command name (``/proc/<pid>/comm``), None when it cannot be read
+        (the process is gone, or ``/proc`` hides it).
+    since : datetime.datetime or None
+        When it took the pin (UTC); None while the pin is being taken.
+    alive : bool
+        Whether the process still exists (pid and start time). A dead
+        process's pins keep the version from being recycled until ``gc()``
+        (or the next writer that wants the segment) releases them.
+    """
+
+    version: int
+    pid: int
+    command: str | None
+    since: _dt.datetime | None
+    alive: bool
+
+
+@dataclass(frozen=True)
 class DatasetInfo:
     """What the registry knows of one dataset version.
 
@@ -153,6 +189,14 @@ class DatasetInfo:
     namespace : str
     segment : str
         The POSIX shared-memory name of this version.
+    readers : tuple of VersionReader, or None
+        The processes holding a table of any retained version (the pins of
+        each retained version's segment, newest version first). Filled by
+        :func:`arrowshm.info`; None where it was not looked up (what ``put``,
+        ``wait`` and ``list_datasets`` return).
+    readers_overflow : tuple of int
+        Retained versions read by more processes than their pin table lists
+        (64): ``readers`` names only the first 64 of those.
     """
 
     name: str
@@ -168,6 +212,12 @@ class DatasetInfo:
     owner_pid: int = 0
     namespace: str = "default"
     segment: str = ""
+    readers: tuple[VersionReader, ...] | None = field(default=None, repr=False)
+    readers_overflow: tuple[int, ...] = field(default=(), repr=False)
+
+    def readers_of(self, version: int) -> tuple[VersionReader, ...]:
+        """The :attr:`readers` of *version* (empty when none, or not looked up)."""
+        return tuple(r for r in self.readers or () if r.version == version)
 
     @property
     def ref(self) -> Ref:
@@ -393,6 +443,10 @@ class GcReport:
         they never named.
     readers_evicted : list of str
         Stream readers whose process died, evicted (``stream#reader(pid N)``).
+    pins_released : list of str
+        Pins of dead processes on dataset versions, released
+        (``name@version(pid N)``): they kept the version's segment from being
+        recycled.
     skipped : list of str
         Objects with the namespace's prefix that are not regular files of this
         user (links, other users' files): never touched, reported for an operator.
@@ -410,6 +464,7 @@ class GcReport:
     spares_freed: int = 0
     spares: int = 0
     spare_bytes: int = 0
+    pins_released: list[str] = field(default_factory=list)
 
     @property
     def count(self) -> int:

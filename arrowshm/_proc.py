@@ -60,6 +60,22 @@ def is_alive(pid: int, start: int) -> bool:
     return start == 0 or int(tail[19]) == start
 
 
+def command_name(pid: int) -> str | None:
+    """The command name of *pid* (``/proc/<pid>/comm``, at most 15 characters), or
+    None when it cannot be read (the process is gone, or ``/proc`` hides it).
+
+    Only meaningful for a pid of this PID namespace (a registry refuses others).
+    """
+    if pid <= 0:
+        return None
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as f:
+            raw = f.read(64)
+    except OSError:
+        return None
+    return raw.decode("utf-8", "replace").rstrip("\n") or None
+
+
 _ns_cache: tuple[int, int, int] | None = None
 
 

@@ -22,6 +22,7 @@ path, which reads the record through the seqlock.
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
 import threading
 import time
 
@@ -36,9 +37,9 @@ from .._errors import (
     WaitTimeoutError,
     from_status,
 )
-from .._info import DatasetInfo
+from .._info import DatasetInfo, VersionReader
 from .._names import validate_name
-from .._proc import identity
+from .._proc import command_name, identity
 from .._shm import header
 from .._shm import layout as L
 from .._shm.context import Context
@@ -330,14 +331,16 @@ def _schema_of(ctx: Context, view: EntryView, version: int, seg_id: int) -> pa.S
 
 def info(ctx: Context, name: str, version: int | None = None) -> DatasetInfo:
     """Describe *version* (the latest by default) of dataset *name* without mapping
-    its data (see :func:`arrowshm.info`)."""
+    its data, with the processes reading each retained version (see
+    :func:`arrowshm.info`)."""
     validate_name(name)
     reg = ctx.registry
     for _ in range(_GET_RETRIES):
         view = dataset_entry(reg, name)
         result = _describe(ctx, name, view, version)
         if result is not None:
-            return result
+            readers, overflow = _readers(ctx, view)
+            return dataclasses.replace(result, readers=readers, readers_overflow=overflow)
         reg.forget(name)
     raise NotFoundError(f"{name!r} kept changing while it was read; try again", name=name)
 
@@ -363,6 +366,46 @@ def _describe(ctx: Context, name: str, view: EntryView,
             return None
         result = dataclasses.replace(result, num_rows=rows, nbytes=n)
     return result
+
+
+def _readers(ctx: Context, view: EntryView) -> tuple[tuple[VersionReader, ...],
+                                                     tuple[int, ...]]:
+    """The pins of every retained version of the entry *view* (newest version first)
+    as :class:`VersionReader`, and the versions whose pin table overflowed.
+
+    A version whose segment was retired, recycled or changed state while its
+    pins were read is left out: it is no longer the version *view* named, or
+    its readers are changing at that instant (pins are a snapshot anyway).
+    """
+    reg = ctx.registry
+    name_hash = reg.name_hash_at(view.slot)
+    out: list[VersionReader] = []
+    overflow: list[int] = []
+    for k, seg_id in enumerate(view.history()):
+        version = view.version - k
+        try:
+            seg = Segment.open(reg.segment_name(seg_id))
+            # (facts: None unless the header is one of ours, which bounds the pin table)
+            found = header.published_payload(seg, version, view.generation, name_hash) if (
+                header.facts(seg) is not None) else None
+        except ArrowShmError:
+            continue  # retired since the entry was read (or not ours to read)
+        if found is None:
+            continue
+        pins, full = header.pin_table(seg)
+        if header.state_word(seg) != found[2]:
+            continue  # recycled or reclaimed while read
+        if full:
+            overflow.append(version)
+        for p in sorted(pins, key=lambda p: (p.since_ns or 1 << 63, p.pid)):
+            alive = p.alive
+            out.append(VersionReader(
+                version=version, pid=p.pid, command=command_name(p.pid) if alive else None,
+                since=_dt.datetime.fromtimestamp(p.since_ns / 1e9, tz=_dt.timezone.utc)
+                if p.since_ns else None,
+                alive=alive,
+            ))
+    return tuple(out), tuple(overflow)
 
 
 def list_datasets(ctx: Context) -> list[DatasetInfo]:

@@ -44,6 +44,7 @@ def collect(ctx: Context, *, spares: bool = False) -> GcReport:
     report.quota_recovered = reg.recover_reservations()
     pool.recover(ctx)
     _sweep_entries(ctx, report)
+    _release_dead_pins(ctx, report)
     count, freed = pool.free(ctx, everything=True) if spares else pool.trim(ctx)
     report.spares_freed, report.bytes_freed = count, report.bytes_freed + freed
     _reclaim_segments(ctx, report)
@@ -97,6 +98,25 @@ def _sweep_entries(ctx: Context, report: GcReport) -> None:
             if dropped is not None:
                 report.bytes_freed += dropped[1]
                 report.expired.append(view.name)
+
+
+def _release_dead_pins(ctx: Context, report: GcReport) -> None:
+    """Release the pins that dead processes left on the retained versions of live
+    datasets (each kept its version's segment from being recycled or, once
+    retired, from becoming a spare)."""
+    reg = ctx.registry
+    for view in list(reg.entries()):
+        if view.kind != L.KIND_DATASET or view.version == 0:
+            continue
+        for k, sid in enumerate(view.history()):
+            try:
+                seg = Segment.open(reg.segment_name(sid), writable=True)
+            except ArrowShmError:
+                continue  # retired meanwhile, or not ours
+            if header.facts(seg) is None:
+                continue
+            for pin in header.clear_dead_pins(seg):
+                report.pins_released.append(f"{view.name}@{view.version - k}(pid {pin.pid})")
 
 
 def _reclaim_segments(ctx: Context, report: GcReport) -> None:

@@ -44,15 +44,18 @@ from .segment import Segment, object_stat, unlink
 
 __all__ = [
     "Pin",
+    "PinSlot",
     "SegmentFacts",
     "begin_version",
     "cas_state",
     "check",
+    "clear_dead_pins",
     "creator",
     "facts",
     "init_fresh",
     "init_stream",
     "num_rows",
+    "pin_table",
     "published_payload",
     "reclaim",
     "schema_fp",
@@ -330,10 +333,91 @@ def unpinned(seg: Segment) -> bool:
         pid = int(atomic_load(w, base))
         if pid == 0:
             continue
-        if is_alive(pid, int(atomic_load(w, base + 1))):
+        start = int(atomic_load(w, base + 1))
+        if is_alive(pid, start) or not _clear_pin(w, base, pid, start):
             return False
-        atomic_cas(w, base, _U64(pid), _U64(0))  # a dead reader's pin
     return True
+
+
+def _clear_pin(w: np.ndarray, base: int, pid: int, start: int) -> bool:
+    """Release the pin at word *base* of dead process *pid* seen with *start*: True
+    when it is free now (or taken by someone else since).
+
+    The start word is cleared first, by a compare-and-swap from the value that
+    judged the process dead, and only then the pid word: a slot whose pid is 0
+    always has a start of 0 (:func:`arrowshm.kernels.pins.unpin` clears in the
+    same order), so a reader taking the slot next never shows, between its pid
+    and its start stores, a dead predecessor's start time that would get its
+    live pin cleared. Of two processes clearing the same pin, only the one that
+    wins the start word goes on.
+    """
+    if start and int(atomic_cas(w, base + 1, _U64(start), _U64(0))) != start:
+        return int(atomic_load(w, base)) != pid  # someone else cleared it meanwhile
+    atomic_cas(w, base, _U64(pid), _U64(0))
+    return True
+
+
+@dataclass(frozen=True)
+class PinSlot:
+    """One taken slot of a segment's pin table, as :func:`pin_table` read it."""
+
+    slot: int
+    pid: int
+    start: int  # clock ticks since boot; 0 while the pin is being taken
+    since_ns: int  # CLOCK_REALTIME ns the pin was taken; 0 while it is being taken
+
+    @property
+    def alive(self) -> bool:
+        return is_alive(self.pid, self.start)
+
+
+def pin_table(seg: Segment) -> tuple[list[PinSlot], bool]:
+    """The taken pin slots of *seg* and whether its overflow flag is set (more
+    readers than slots: those beyond the table are not listed).
+
+    Each slot is read with acquire loads in the order its writer publishes it
+    (pid, then start time, then time; :func:`arrowshm.kernels.pins.pin_version`)
+    and kept only if its pid word still holds the same pid afterwards; a slot
+    being taken or released at that instant may be missed or show a start
+    time of 0. Nothing read here is trusted further than a pid: liveness is
+    judged against ``/proc``.
+    """
+    w = seg.words
+    if seg.size < L.SEGMENT_HEADER_BYTES:  # the pin table lies inside the header
+        return [], False
+    pids = w[L.S_PINS : L.S_PINS + L.PIN_SLOTS * L.PIN_WORDS : L.PIN_WORDS]
+    out = []
+    for slot in np.flatnonzero(pids):
+        base = L.S_PINS + int(slot) * L.PIN_WORDS
+        pid = int(atomic_load(w, base))
+        if pid == 0 or pid >= 1 << 31:  # free, or no pid a kernel hands out
+            continue
+        start = int(atomic_load(w, base + 1))
+        since = int(atomic_load(w, base + 2))
+        if int(atomic_load(w, base)) != pid:
+            continue  # released (or released and taken again) while read
+        out.append(PinSlot(int(slot), pid, start, since))
+    return out, bool(int(atomic_load(w, L.S_PIN_OVERFLOW)))
+
+
+def clear_dead_pins(seg: Segment) -> list[PinSlot]:
+    """Release every pin of *seg* held by a process that no longer exists; returns
+    the pins released. Each is cleared as :func:`unpinned` clears one (start word,
+    then pid word, each by compare-and-swap), so a slot taken again meanwhile is
+    left alone and two processes clearing at once count each pin once."""
+    if seg.size < L.SEGMENT_HEADER_BYTES:
+        return []
+    w = seg.words
+    cleared = []
+    for p in pin_table(seg)[0]:
+        if p.alive:
+            continue
+        base = L.S_PINS + p.slot * L.PIN_WORDS
+        if p.start and int(atomic_cas(w, base + 1, _U64(p.start), _U64(0))) != p.start:
+            continue  # cleared (and perhaps taken again) by another process meanwhile
+        if int(atomic_cas(w, base, _U64(p.pid), _U64(0))) == p.pid:
+            cleared.append(p)
+    return cleared
 
 
 def reclaim(seg: Segment, seen_word: int | None = None) -> int:
