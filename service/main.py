@@ -21,10 +21,10 @@ from .events import EventHub
 from .lifecycle import DatasetCatalog
 from .logs import get_logger, log_event
 from .reaper import Reaper
-from .routers import admin, datasets, events, health, streams
+from .routers import admin, dashboard, datasets, events, health, streams, usage
 
 _log = get_logger()
-OPEN_PATHS = frozenset({"/healthz"})
+OPEN_PATHS = frozenset({"/healthz", *dashboard.PATHS})  # the page holds no data
 WS_POLICY_VIOLATION = 1008
 
 
@@ -69,7 +69,8 @@ class RefuseWebSockets:
 
 
 class BearerAuth:
-    """Reject every request but /healthz without ``Authorization: Bearer <token>`` (401)."""
+    """Reject every request but those of OPEN_PATHS (/healthz, the dashboard's static
+    files) without ``Authorization: Bearer <token>`` (401)."""
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
@@ -140,7 +141,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     errors.install(app)
-    for r in (health.router, datasets.router, streams.router, admin.router, events.router):
+    for r in (health.router, datasets.router, streams.router, admin.router, events.router,
+              usage.router, dashboard.router):
         app.include_router(r)
     if settings.token:
         app.add_middleware(BearerAuth, token=settings.token)

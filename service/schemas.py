@@ -94,6 +94,7 @@ class ReaderInfo(BaseModel):
     held_batches: int | None = Field(default=None, description="Batches the reader still "
                                                                "holds (leases).")
     alive: bool | None = Field(default=None, description="Whether the reader process lives.")
+    missed: int | None = Field(default=None, description="Batches it lost to overwrite mode.")
 
 
 class StreamSummary(BaseModel):
@@ -125,6 +126,23 @@ class Quota(BaseModel):
     namespace: str = Field(description="The namespace the quota applies to.")
     max_bytes: int | None = Field(description="Byte quota of the namespace; null: none.")
     bytes_used: int = Field(description="Bytes of all live segments of the namespace.")
+
+
+class Usage(BaseModel):
+    """What the namespace holds in shared memory (`arrowshm.usage()`)."""
+
+    namespace: str = Field(description="The namespace.")
+    bytes_used: int = Field(description="Bytes of every segment of the namespace (what the "
+                                        "quota counts): live + spares.")
+    live_bytes: int = Field(description="Bytes of live datasets and streams (and puts in "
+                                        "progress).")
+    spare_bytes: int = Field(description="Bytes of spares: retired segments kept for the next "
+                                         "put, reclaimable at any time.")
+    spares: int = Field(description="Number of spares.")
+    quota: int | None = Field(description="Byte quota of the namespace; null: none.")
+    shm_total: int = Field(description="Size of the filesystem holding the segments.")
+    shm_free: int = Field(description="Free bytes of that filesystem.")
+    recycled: int = Field(description="Puts that reused a spare instead of fresh pages.")
 
 
 class QuotaUpdate(BaseModel):

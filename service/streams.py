@@ -60,9 +60,10 @@ def describe_stream(ns: arrowshm.Namespace, reg: Registry, name: str) -> dict[st
         return out
     out.update(
         readers=[{"reader_id": r.reader_id, "pid": r.pid, "cursor": r.cursor, "lag": r.lag,
-                  "held_batches": r.held_batches, "alive": r.alive} for r in info.readers],
+                  "held_batches": r.held_batches, "alive": r.alive, "missed": r.missed}
+                 for r in info.readers],
         details_available=True, capacity_bytes=info.capacity_bytes, mode=info.mode,
-        writer_pid=info.writer_pid, closed=info.closed,
+        writer_pid=info.writer_pid, closed=info.closed, cursor=info.cursor, state=info.state,
     )
     return out
 
