@@ -7,9 +7,11 @@ screenshot of the docs (a few datasets and a stream with a reader).
 
 from __future__ import annotations
 
-import os
+import contextlib
 import shutil
+import socket
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -99,12 +101,15 @@ def test_the_script_never_writes_html() -> None:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Debian's chromium under Playwright; generous waits (a watchdog, not a timing
+    assertion: the machine may be loaded)."""
     exe = chromium_path()
     if exe is None:
         pytest.skip("no Chromium binary (apt-get install chromium): the dashboard's browser "
                     "test needs one")
-    from playwright.sync_api import sync_playwright  # in the dev extra
+    from playwright.sync_api import expect, sync_playwright  # in the dev extra
 
+    expect.set_options(timeout=30_000)
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=exe, headless=True)
         try:
@@ -123,6 +128,7 @@ class Visit:
         self.errors: list[str] = []
         self.context = browser.new_context(viewport={"width": 1280, "height": 860})
         self.context.route("**/*", self._route)
+        self.context.set_default_timeout(30_000)
         self.page: Page = self.context.new_page()
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
 
@@ -178,6 +184,30 @@ def test_the_page_shows_datasets_live_and_deletes_one(browser: Browser) -> None:
             expect(cells.nth(2)).to_have_text("99")
             expect(page.locator("#events li").first).to_contain_text("sales/eu:2024-q1")
             expect(page.locator("#m-live")).not_to_have_text("0 B")
+            expect(page.locator("#m-shm")).not_to_have_text("–")
+
+            # readers: this process holds a table of version 2 (when the service lists
+            # readers; an older one shows a dash)
+            held = arrowshm.get("sales/eu:2024-q1")
+            with srv.http(TOKEN) as http:
+                detail = http.get("/v1/datasets/sales/eu:2024-q1").json()
+            expect(cells.nth(4)).to_have_text("1" if "readers" in detail else "–")
+            del held
+
+            # a stream with a reader that has read one batch of three
+            schema = _table(1).schema
+            with arrowshm.StreamWriter("ticks/live", schema, capacity_bytes=1 << 20) as w, \
+                    arrowshm.StreamReader("ticks/live") as r:
+                for _ in range(3):
+                    w.write(_table(10))
+                assert r.read(timeout=10) is not None
+                srow = visit.row("streams", "ticks/live").locator("td")
+                expect(srow.nth(2)).to_have_text("3")  # cursor
+                expect(srow.nth(3)).to_have_text("1")  # readers
+                expect(srow.nth(4)).to_have_text("2")  # lag
+                expect(srow.nth(5)).to_have_text("0")  # missed
+            arrowshm.delete("ticks/live")
+            expect(visit.row("streams", "ticks/live")).to_have_count(0)
 
             # the token lasts the tab's session: a reload does not ask again
             page.reload()
@@ -200,25 +230,110 @@ def test_the_page_shows_datasets_live_and_deletes_one(browser: Browser) -> None:
             visit.close()
 
 
+class TcpToUnix:
+    """A loopback TCP port that forwards each connection to a Unix socket, as
+    ``ssh -L PORT:/path/to.sock`` or socat would (a browser cannot open a socket)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._threads: list[threading.Thread] = []
+        self._socks: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            upstream = socket.socket(socket.AF_UNIX)
+            upstream.connect(str(self.path))
+            self._socks += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                t = threading.Thread(target=self._pipe, args=(a, b), daemon=True)
+                t.start()
+                self._threads.append(t)
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.listener.close()
+        for s in self._socks:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+        for t in self._threads:
+            t.join(timeout=5)
+
+
+@pytest.mark.timeout(180)
+def test_over_the_unix_socket_the_page_needs_no_token(browser: Browser,
+                                                      tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    with ServeProcess("--socket", str(tmp_path / "svc.sock")) as srv:
+        forward = TcpToUnix(srv.socket_path)
+        origin = f"http://127.0.0.1:{forward.port}"
+        visit = Visit(browser, origin)
+        page = visit.page
+        try:
+            arrowshm.put("via/socket", _table(7))
+            page.goto(origin + "/")
+            expect(page.locator("body")).to_have_attribute("data-loaded", "1")
+            expect(page.locator("#token-dialog")).to_be_hidden()
+            expect(visit.row("datasets", "via/socket").locator("td").nth(2)).to_have_text("7")
+            button = visit.row("datasets", "via/socket").locator("button")
+            button.click()
+            button.click()
+            expect(visit.row("datasets", "via/socket")).to_have_count(0)
+            assert "via/socket" not in {d.name for d in arrowshm.list_datasets()}
+            assert page.evaluate("sessionStorage.getItem('arrowshm.token')") is None
+            assert visit.foreign == [] and visit.errors == []
+        finally:
+            visit.close()
+            forward.close()
+
+
 # ------------------------------------------------------------------ the docs' screenshot
 
 
 def take_screenshot(path: Path) -> None:
     """Serve a throwaway namespace with a few datasets and a stream, and save the page."""
-    import subprocess
-    import time
-
     exe = chromium_path()
     if exe is None:
         raise SystemExit("no chromium binary")
+    from arrowshm.testing import delete_all, isolated_namespace, unique_namespace
+
+    # ServeProcess inherits the namespace from the environment; every object of it is
+    # unlinked at the end
+    with isolated_namespace(unique_namespace("shot")) as name:
+        _stage_and_shoot(arrowshm.Namespace(name), exe, path)
+        delete_all(name)
+
+
+def _stage_and_shoot(ns: arrowshm.Namespace, exe: str, path: Path) -> None:
+    import subprocess
+    import time
+
     from playwright.sync_api import expect, sync_playwright
 
-    ns = arrowshm.Namespace(f"shot{os.getpid() % 100000}")
-    os.environ["ARROWSHM_NAMESPACE"] = ns.name  # ServeProcess inherits the environment
     reader_code = (
         "import sys, time, arrowshm\n"
         f"r = arrowshm.StreamReader('ticks/live', namespace='{ns.name}', open_timeout=10)\n"
         "held = [r.read(timeout=10) for _ in range(40)]\n"
+        f"tables = [arrowshm.Namespace('{ns.name}').get(n) for n in ('sales/eu/2024', "
+        "'sales/us/2024')]\n"
         "print('ready', flush=True)\n"
         "sys.stdin.read()\n"
     )
@@ -260,12 +375,6 @@ def take_screenshot(path: Path) -> None:
             reader.wait()
         if writer is not None:
             writer.close()
-        for name in ns.list_datasets():
-            ns.delete(name.name)
-        for s in ns.list_streams():
-            ns.delete(s.name)
-        ns.set_quota(None)
-        ns.gc(spares=True)
 
 
 if __name__ == "__main__":
