@@ -33,6 +33,7 @@ from ._api import (
 from ._client import Client
 from ._datasets.build import TableBuilder
 from ._display import DatasetList
+from ._doctor import DoctorCheck, DoctorReport, doctor
 from ._errors import (
     AccessDeniedError,
     ArrowShmError,
@@ -68,6 +69,8 @@ __all__ = [
     "CorruptSegmentError",
     "DatasetInfo",
     "DatasetList",
+    "DoctorCheck",
+    "DoctorReport",
     "FormatVersionError",
     "GcReport",
     "InvalidArgumentError",
@@ -94,6 +97,7 @@ __all__ = [
     "WriterExistsError",
     "build",
     "delete",
+    "doctor",
     "gc",
     "get",
     "info",

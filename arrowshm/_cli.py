@@ -115,6 +115,12 @@ def _cmd_gc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from ._doctor import main as doctor_main
+
+    return doctor_main(args.namespace, args.json)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ._demo import run_demo
 
@@ -230,6 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     rm.set_defaults(func=_cmd_rm)
     g = sub.add_parser("gc", help="reclaim segments that crashed or finished processes left")
     g.set_defaults(func=_cmd_gc)
+    dr = sub.add_parser("doctor", help="check the machine and the namespace: OK/WARN/FAIL "
+                        "and the fix (exit status 0/1/2)")
+    dr.add_argument("--json", action="store_true", help="machine-readable output")
+    dr.add_argument("--namespace", default=None, help="default: $ARROWSHM_NAMESPACE")
+    dr.set_defaults(func=_cmd_doctor)
     b = sub.add_parser("bench", help="run the benchmarks against every peer (python -m bench)",
                        description="Runs `python -m bench` of the source checkout, passing "
                        "every argument on (e.g. --quick, --sizes 1,64, --peers ray): "

@@ -172,3 +172,25 @@ class EventData(BaseModel):
     version: int = Field(description="Version published (for a delete: the last version).")
     kind: Literal["publish", "delete"] = Field(description="What happened.")
     entry_kind: str = Field(description="`dataset` or `stream`.")
+
+
+class DoctorCheckBody(BaseModel):
+    """One check of `arrowshm doctor`."""
+
+    name: str = Field(description="Stable check name (`shm_size`, `open_files`, …; "
+                                  "docs/OPERATIONS.md lists them).")
+    status: Literal["OK", "WARN", "FAIL"] = Field(description="The verdict.")
+    message: str = Field(description="What was found.")
+    fix: str = Field(description="What to do about a WARN or FAIL; empty when OK.")
+    details: dict[str, Any] = Field(description="The facts behind the verdict (bytes, "
+                                                "counts, paths).")
+
+
+class DoctorResult(BaseModel):
+    """`arrowshm doctor --json`, run by the service on its host and namespace."""
+
+    namespace: str = Field(description="The namespace inspected.")
+    directory: str = Field(description="The directory holding its segments.")
+    status: Literal["OK", "WARN", "FAIL"] = Field(description="The worst status of any check.")
+    exit_code: int = Field(description="0, 1 or 2: what `arrowshm doctor` exits with.")
+    checks: list[DoctorCheckBody] = Field(description="Every check, in order.")

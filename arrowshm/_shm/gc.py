@@ -16,6 +16,7 @@ for good; and a creator seen dead can no longer publish.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 from .._errors import ArrowShmError
 from .._info import GcReport
@@ -29,7 +30,7 @@ from .mapcache import drop_idle
 from .registry import EntryView
 from .segment import Segment, foreign, list_names, object_stat, unlink
 
-__all__ = ["collect", "drop_entry"]
+__all__ = ["GcPreview", "collect", "drop_entry", "preview"]
 
 _UNINITIALIZED_GRACE_S = 60.0
 
@@ -53,6 +54,91 @@ def collect(ctx: Context, *, spares: bool = False) -> GcReport:
     if report.segments or report.expired:
         reg.count_reaped(len(report.segments) + len(report.expired))
     return report
+
+
+@dataclass
+class GcPreview:
+    """What :func:`collect` would reclaim now (:func:`preview`; nothing is changed).
+
+    ``segments`` lists (name, bytes) of unreferenced objects it would remove;
+    ``kept`` counts unreferenced ones live processes are still writing;
+    ``expired`` and ``abandoned`` name entries it would delete (TTL passed, claimer
+    died before a first version); ``dead_locks`` names entries whose writer lock a
+    dead process holds; ``dead_reservation_bytes`` is quota dead creators reserved;
+    ``spares_freed``/``spare_bytes_freed`` what trimming the spares would free;
+    ``skipped`` objects with the namespace's prefix that are not this user's files.
+    """
+
+    segments: list[tuple[str, int]] = field(default_factory=list)
+    kept: int = 0
+    expired: list[str] = field(default_factory=list)
+    abandoned: list[str] = field(default_factory=list)
+    dead_locks: list[str] = field(default_factory=list)
+    dead_reservation_bytes: int = 0
+    spares_freed: int = 0
+    spare_bytes_freed: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def bytes(self) -> int:
+        """Bytes a gc would free (segments and trimmed spares)."""
+        return sum(n for _, n in self.segments) + self.spare_bytes_freed
+
+
+def preview(ctx: Context) -> GcPreview:
+    """What :func:`collect` would reclaim from *ctx*'s namespace now, as a dry run:
+    segments are mapped read-only, no lock, slot or counter is written (``arrowshm
+    doctor``). The same rules as :func:`collect`, so a gc run right after reclaims
+    this (or less, if live processes moved on meanwhile)."""
+    from ..kernels.atomics import atomic_load
+    from .quota import _RESERVATION_LOCKED
+
+    reg = ctx.registry
+    out = GcPreview()
+    now = time.time_ns()
+    for view in reg.entries():
+        if _abandoned(view):
+            out.abandoned.append(view.name)
+        elif view.expired(now):
+            out.expired.append(view.name)
+    w = reg.words
+    for slot in range(reg.capacity):
+        if int(w[reg.ew(slot, L.E_STATE)]) == L.STATE_EMPTY:
+            continue
+        owner = int(atomic_load(w, reg.ew(slot, L.E_LOCK)))
+        if owner and not is_alive(owner, int(atomic_load(w, reg.ew(slot, L.E_LOCK_START)))):
+            out.dead_locks.append(reg.read_name(slot))
+    for i in range(L.RESERVATION_SLOTS):
+        base = L.H_RESERVATIONS + i * L.RESERVATION_WORDS
+        word = int(atomic_load(w, base))
+        pid = word & ~_RESERVATION_LOCKED
+        if word and not is_alive(pid, 0 if word & _RESERVATION_LOCKED else int(w[base + 1])):
+            out.dead_reservation_bytes += int(w[base + 2])
+    table = pool._table(ctx)
+    ready = table.ready()
+    idle_before = now - int(pool.idle_seconds() * 1e9)
+    idle = [s for s in ready if s.since_ns < idle_before]
+    left = sorted((s for s in ready if s not in idle), key=lambda s: -s.nbytes)
+    over = sum(s.nbytes for s in table.slots()) - sum(s.nbytes for s in idle) - max(
+        pool.limit_bytes(), pool.reserve_target(ctx))
+    for s in left:
+        if over <= 0:
+            break
+        idle.append(s)
+        over -= s.nbytes
+    out.spares_freed, out.spare_bytes_freed = len(idle), sum(s.nbytes for s in idle)
+    candidates = _scan(ctx, out.skipped, writable=False)
+    referenced = reg.referenced_segments() | pool.listed(ctx)
+    for sid, shm, mapped, _, removable in candidates:
+        if sid in referenced:
+            continue
+        if not removable:
+            out.kept += 1
+            continue
+        st = object_stat(shm)
+        out.segments.append((shm, mapped.size if mapped is not None else
+                             int(st.st_size) if st is not None else 0))
+    return out
 
 
 def drop_entry(ctx: Context, slot: int, generation: int) -> tuple[EntryView, int] | None:
@@ -119,47 +205,15 @@ def _release_dead_pins(ctx: Context, report: GcReport) -> None:
                 report.pins_released.append(f"{view.name}@{view.version - k}(pid {pin.pid})")
 
 
+_Candidate = tuple[int, str, Segment | None, int, bool]
+
+
 def _reclaim_segments(ctx: Context, report: GcReport) -> None:
     reg = ctx.registry
     ctx.prune_own()
     collect_superseded()
     drop_idle()  # idle reader mappings would keep the memory of what gc unlinks
-    # (segment id, name, mapping or None, state word seen, removable unless referenced)
-    candidates: list[tuple[int, str, Segment | None, int, bool]] = []
-    for shm in list_names(f"{SHM_PREFIX}{reg.namespace}-"):
-        if foreign(shm):  # a link, a directory, another user's file: never ours to touch
-            report.skipped.append(shm)
-            continue
-        sid = parse_segment_shm_name(reg.namespace, shm)
-        if sid is None:
-            continue
-        st = object_stat(shm)
-        if st is None:
-            continue
-        if st.st_size < L.SEGMENT_HEADER_BYTES:
-            # created but never sized (its writer died between shm_open and fallocate)
-            old = time.time() - st.st_mtime > _UNINITIALIZED_GRACE_S
-            candidates.append((sid, shm, None, 0, old))
-            continue
-        try:
-            seg = Segment.open(shm, writable=True)
-        except ArrowShmError:
-            continue  # gone, or swapped for another user's object meanwhile
-        seen = header.facts(seg)
-        if seen is None:
-            del seg
-            # being created (not yet sized/stamped) or foreign: remove only when old
-            st = object_stat(shm)
-            old = st is not None and time.time() - st.st_mtime > _UNINITIALIZED_GRACE_S
-            candidates.append((sid, shm, None, 0, old))
-            continue
-        if seen.state in (L.SEG_PUBLISHED, L.SEG_RECLAIMING):
-            removable = True  # retired (or its reclaimer died before unlinking)
-        elif seen.state == L.SEG_POOLED:
-            removable = True  # unless the spare table lists it (checked below)
-        else:  # WRITING, SEALED: only its creator may still use it
-            removable = not seen.creator_alive
-        candidates.append((sid, shm, seg, seen.word, removable))
+    candidates = _scan(ctx, report.skipped)
     # read last: see the module docstring (a spare is listed before it is POOLED, and
     # a claimer makes it WRITING before it leaves the table)
     referenced = reg.referenced_segments() | pool.listed(ctx)
@@ -183,4 +237,47 @@ def _reclaim_segments(ctx: Context, report: GcReport) -> None:
         if removed:
             report.segments.append(shm)
             report.bytes_freed += freed
+
+
+def _scan(ctx: Context, skipped: list[str], *, writable: bool = True) -> list[_Candidate]:
+    """Every data object of the namespace: (segment id, name, mapping or None, state
+    word seen, removable unless referenced); objects that are not regular files of
+    this user go to *skipped*."""
+    reg = ctx.registry
+    candidates: list[_Candidate] = []
+    for shm in list_names(f"{SHM_PREFIX}{reg.namespace}-"):
+        if foreign(shm):  # a link, a directory, another user's file: never ours to touch
+            skipped.append(shm)
+            continue
+        sid = parse_segment_shm_name(reg.namespace, shm)
+        if sid is None:
+            continue
+        st = object_stat(shm)
+        if st is None:
+            continue
+        if st.st_size < L.SEGMENT_HEADER_BYTES:
+            # created but never sized (its writer died between shm_open and fallocate)
+            old = time.time() - st.st_mtime > _UNINITIALIZED_GRACE_S
+            candidates.append((sid, shm, None, 0, old))
+            continue
+        try:
+            seg = Segment.open(shm, writable=writable)
+        except ArrowShmError:
+            continue  # gone, or swapped for another user's object meanwhile
+        seen = header.facts(seg)
+        if seen is None:
+            del seg
+            # being created (not yet sized/stamped) or foreign: remove only when old
+            st = object_stat(shm)
+            old = st is not None and time.time() - st.st_mtime > _UNINITIALIZED_GRACE_S
+            candidates.append((sid, shm, None, 0, old))
+            continue
+        if seen.state in (L.SEG_PUBLISHED, L.SEG_RECLAIMING):
+            removable = True  # retired (or its reclaimer died before unlinking)
+        elif seen.state == L.SEG_POOLED:
+            removable = True  # unless the spare table lists it (checked below)
+        else:  # WRITING, SEALED: only its creator may still use it
+            removable = not seen.creator_alive
+        candidates.append((sid, shm, seg, seen.word, removable))
+    return candidates
 

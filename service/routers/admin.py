@@ -1,4 +1,4 @@
-"""/v1/quota and /v1/gc."""
+"""/v1/quota, /v1/gc and /v1/doctor."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ from typing import Any
 
 from fastapi import APIRouter
 
+import arrowshm
+
 from .. import lifecycle
 from ..dependencies import NamespaceDep, ReaperDep
 from ..errors import error_responses
-from ..schemas import GcResult, Quota, QuotaUpdate
+from ..schemas import DoctorResult, GcResult, Quota, QuotaUpdate
 
 router = APIRouter(prefix="/v1", tags=["lifecycle"])
 
@@ -35,3 +37,13 @@ def put_quota(body: QuotaUpdate, ns: NamespaceDep) -> dict[str, Any]:
              responses=error_responses(401))
 def run_gc(reaper: ReaperDep) -> dict[str, Any]:
     return reaper.run_once()
+
+
+@router.get("/doctor", summary="Check the host and the namespace", response_model=DoctorResult,
+            description="`arrowshm doctor --json` of the service's host and namespace: per "
+                        "check OK, WARN or FAIL, what was found and the exact fix. Changes "
+                        "nothing (what gc would reclaim is a dry run).",
+            responses=error_responses(401))
+def get_doctor(ns: NamespaceDep) -> dict[str, Any]:
+    report: dict[str, Any] = arrowshm.doctor(ns, service=False).to_dict()
+    return report
