@@ -14,26 +14,9 @@ leaves behind is reclaimed by ``gc``.
 
 
 import contextlib
+import sys
+from typing import Any as _Any
 
-from ._api import (
-    build,
-    delete,
-    gc,
-    get,
-    info,
-    list_datasets,
-    list_streams,
-    put,
-    ref,
-    reserve,
-    stream_info,
-    usage,
-    wait,
-)
-from ._client import Client
-from ._datasets.build import TableBuilder
-from ._display import DatasetList
-from ._doctor import DoctorCheck, DoctorReport, doctor
 from ._errors import (
     AccessDeniedError,
     ArrowShmError,
@@ -52,12 +35,6 @@ from ._errors import (
     WaitTimeoutError,
     WriterExistsError,
 )
-from ._info import DatasetInfo, GcReport, ReaderInfo, Ref, StreamInfo, Usage, VersionReader
-from ._interop import to_pandas
-from ._mirror import Mirror, MirrorStatus, mirror, mirror_statuses, raise_from_flight
-from ._namespace import Namespace
-from ._streams.reader import StreamReader
-from ._streams.writer import StreamWriter
 
 __version__ = "0.1.0"
 
@@ -115,9 +92,78 @@ __all__ = [
     "wait",
 ]
 
-for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("arrowshm._"):
+# Where each public name that is not imported above lives. Importing arrowshm runs
+# only the data plane a get needs (see _load_data_plane); the rest — builders,
+# streams, display, pandas interop, the HTTP client, Flight mirrors — is imported
+# by the module __getattr__ below on first access, so a worker that only gets
+# tables never pays for it.
+_HOME: dict[str, str] = {
+    **dict.fromkeys(("build", "delete", "gc", "get", "info", "list_datasets",
+                     "list_streams", "put", "ref", "reserve", "stream_info", "usage",
+                     "wait"), "._api"),
+    **dict.fromkeys(("DatasetInfo", "GcReport", "ReaderInfo", "Ref", "StreamInfo", "Usage",
+                     "VersionReader"), "._info"),
+    "Namespace": "._namespace",
+    "Client": "._client",
+    "TableBuilder": "._datasets.build",
+    "DatasetList": "._display",
+    **dict.fromkeys(("DoctorCheck", "DoctorReport", "doctor"), "._doctor"),
+    "to_pandas": "._interop",
+    **dict.fromkeys(("Mirror", "MirrorStatus", "mirror", "mirror_statuses",
+                     "raise_from_flight"), "._mirror"),
+    "StreamReader": "._streams.reader",
+    "StreamWriter": "._streams.writer",
+}  # fmt: skip
+
+
+def _public(name: str, obj: _Any) -> _Any:
+    """Present *obj* as ``arrowshm.<name>`` (its ``__module__``) and bind it here."""
+    if getattr(obj, "__module__", "").startswith("arrowshm._"):
         with contextlib.suppress(AttributeError, TypeError):
-            _obj.__module__ = "arrowshm"
-del _name, _obj
+            obj.__module__ = "arrowshm"
+    globals()[name] = obj
+    return obj
+
+
+def __getattr__(name: str) -> _Any:
+    """Import the module of a lazily loaded public name on its first access."""
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    return _public(name, getattr(import_module(home, __name__), name))
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+def _load_data_plane() -> None:
+    """Import what ``get`` needs and load the kernels of its first call.
+
+    The kernels ``get`` calls that numba compiles lazily are loaded from numba's
+    cache now (:func:`arrowshm.kernels._cache.preload`: nothing is compiled), so a
+    fresh worker's first ``get`` does not pay for reading and linking them.
+    """
+    from . import _api, _info, _namespace
+    from .kernels import _cache, registry, seqlock
+
+    for name, home in _HOME.items():
+        module = {"._api": _api, "._info": _info, "._namespace": _namespace}.get(home)
+        if module is not None:
+            _public(name, getattr(module, name))
+    _cache.preload([registry.registry_entry_stamp, registry.registry_find,
+                    seqlock.seqlock_try_read])
+
+
+for _name in __all__:
+    if _name in globals():
+        _public(_name, globals()[_name])
+del _name
+
+# The ``arrowshm`` command (``arrowshm_cli``) imports this package without the data
+# plane, so that ``arrowshm --help`` and ``arrowshm ls`` need neither numba nor
+# pyarrow; every other importer gets it now.
+if not getattr(sys.modules.get("arrowshm_cli"), "LAZY_PACKAGE", False):
+    _load_data_plane()

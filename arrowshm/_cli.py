@@ -8,13 +8,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._display import table
 from ._units import human_age, human_bytes
+
+# Start-up: this module imports no numba, pyarrow or service code at top level (the
+# `arrowshm` script enters through arrowshm_cli, which keeps the package lazy), so
+# `arrowshm --help` is fast; each verb imports what it needs inside its function.
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
     import time
 
+    from ._display import table
     from ._mirror import mirror_statuses
     from ._namespace import Namespace
 
@@ -131,6 +135,7 @@ def _cmd_mirror(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from ._display import table
     from ._mirror import Mirror, mirror_statuses
     from ._names import current_namespace
 

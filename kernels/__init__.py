@@ -31,61 +31,52 @@ Conventions
 * Every wait is bounded (see ``futex.MAX_TIMEOUT_NS``).
 * Every docstring states the memory ordering of each shared access.
 
-The cache locator is registered here, before any kernel module is imported,
-because numba binds a function to its cache locator when ``@njit`` runs.
+Importing this package loads no numba and compiles nothing: the names below
+are resolved on first access (module ``__getattr__``) from ``atomics``,
+``futex`` and ``seqlock``, and ``status`` is plain integers, so a caller that
+needs only the status table (``arrowshm._errors``, the command line) does not
+pay for numba. The cache locator is registered by ``_jit`` — which every
+kernel module imports before its first ``@njit`` — because numba binds a
+function to its cache locator when ``@njit`` runs.
 """
 
-from ._cache import install_cache_locator
+from __future__ import annotations
 
-install_cache_locator()
+import importlib
+from typing import Any
 
-from .atomics import (  # noqa: E402
-    atomic_cas,
-    atomic_exchange,
-    atomic_fetch_add,
-    atomic_fetch_sub,
-    atomic_load,
-    atomic_store,
-    cas,
-    compiler_barrier,
-    cpu_pause,
-    exchange,
-    fence_acquire,
-    fence_release,
-    fence_seq_cst,
-    fetch_add,
-    fetch_sub,
-    load_acquire,
-    load_relaxed,
-    load_seq_cst,
-    store_relaxed,
-    store_release,
-    store_seq_cst,
-)
-from .futex import (  # noqa: E402
-    EAGAIN,
-    EINTR,
-    ETIMEDOUT,
-    MAX_TIMEOUT_NS,
-    WAIT_SLICE_NS,
-    eventcount_notify,
-    futex_wait,
-    futex_wake,
-    monotonic_ns,
-    wait_until_greater,
-)
-from .seqlock import (  # noqa: E402
-    SEQLOCK_EBUSY,
-    SEQLOCK_EINVAL,
-    SEQLOCK_EOWNERDEAD,
-    SEQLOCK_HEADER_WORDS,
-    seqlock_read,
-    seqlock_read_seq,
-    seqlock_recover,
-    seqlock_try_read,
-    seqlock_words,
-    seqlock_write,
-)
+_HOME = {
+    **dict.fromkeys((
+        "atomic_cas", "atomic_exchange", "atomic_fetch_add", "atomic_fetch_sub",
+        "atomic_load", "atomic_store", "cas", "compiler_barrier", "cpu_pause", "exchange",
+        "fence_acquire", "fence_release", "fence_seq_cst", "fetch_add", "fetch_sub",
+        "load_acquire", "load_relaxed", "load_seq_cst", "store_relaxed", "store_release",
+        "store_seq_cst"), "atomics"),
+    **dict.fromkeys((
+        "EAGAIN", "EINTR", "ETIMEDOUT", "MAX_TIMEOUT_NS", "WAIT_SLICE_NS",
+        "eventcount_notify", "futex_wait", "futex_wake", "monotonic_ns",
+        "wait_until_greater"), "futex"),
+    **dict.fromkeys((
+        "SEQLOCK_EBUSY", "SEQLOCK_EINVAL", "SEQLOCK_EOWNERDEAD", "SEQLOCK_HEADER_WORDS",
+        "seqlock_read", "seqlock_read_seq", "seqlock_recover", "seqlock_try_read",
+        "seqlock_words", "seqlock_write"), "seqlock"),
+}  # fmt: skip
+"""Each re-exported name -> the kernel module that defines it."""
+
+
+def __getattr__(name: str) -> Any:
+    """Resolve a re-exported kernel on first access (imports its module, hence numba)."""
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "EAGAIN",

@@ -35,6 +35,12 @@ import numpy.typing as npt
 from numba import njit, types
 from numba.extending import intrinsic
 
+from ._cache import install_cache_locator
+
+# Every kernel module imports this one before its first ``@njit``, and numba binds
+# a function to its cache locator when ``@njit`` runs: register ours now.
+install_cache_locator()
+
 __all__ = [
     "U32Array",
     "U64Array",

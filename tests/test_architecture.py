@@ -97,8 +97,9 @@ def test_the_modules_form_no_import_cycle() -> None:
 
 
 # function-level imports of arrowshm's own modules are allowed only where they keep a
-# command from importing what it does not need (numba, pyarrow, the service)
-LAZY_IMPORTERS = {"arrowshm._cli", "arrowshm.service.cli"}
+# command from importing what it does not need (numba, pyarrow, the service), and in
+# the package itself, which loads its data plane and optional parts on demand
+LAZY_IMPORTERS = {"arrowshm", "arrowshm._cli", "arrowshm.service.cli"}
 
 
 def test_function_level_imports_of_own_modules_only_in_the_command_line() -> None:
