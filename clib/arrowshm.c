@@ -158,6 +158,7 @@ const char *ash_strerror(int status) {
     case ASH_ESYS: return "ASH_ESYS: system call failed";
     case ASH_EFORKED: return "ASH_EFORKED: handle of the parent of a fork";
     case ASH_EINTR: return "ASH_EINTR: interrupted";
+    case ASH_EWRONGDIR: return "ASH_EWRONGDIR: the namespace lives in another directory";
     default: return "unknown arrowshm status";
     }
 }
@@ -470,6 +471,125 @@ static int check_registry(ash_ns *ns, const char *file, struct stat *st) {
     return ASH_OK;
 }
 
+/* ---- the namespace's directory (arrowshm/_shm/directory.py) -------------------------- */
+#define SHM_DIR "/dev/shm"
+#define MARKER_KEY "ARROWSHM_DIR="
+#define MARKER_MAX 4096
+
+/* Canonical form of `raw` into `out` (PATH_MAX): absolute, links resolved, /dev/shm
+ * for /dev/shm itself, no trailing '/'. */
+static int canonical_dir(const char *raw, char *out) {
+    char tmp[PATH_MAX], shm[PATH_MAX];
+    if (raw[0] != '/')
+        return fail(ASH_EINVAL, "ARROWSHM_DIR=%.200s is not an absolute path; set it to the "
+                    "directory that holds the namespace's segments, or unset it for /dev/shm",
+                    raw);
+    if (!realpath(raw, tmp)) {
+        int e = errno;
+        return fail(e == ENOENT ? ASH_ENOTFOUND : ASH_ESYS, "directory %.200s: %s", raw,
+                    strerror(e));
+    }
+    if (realpath(SHM_DIR, shm) && strcmp(tmp, shm) == 0) {
+        strcpy(out, SHM_DIR);
+        return ASH_OK;
+    }
+    size_t n = strlen(tmp);
+    while (n > 1 && tmp[n - 1] == '/') tmp[--n] = 0;
+    memcpy(out, tmp, n + 1);
+    return ASH_OK;
+}
+
+/* check_directory: it and every directory above it belong to this user or root and are
+ * not writable by group/others unless sticky. */
+static int check_dir(const char *dir, uid_t euid) {
+    char path[PATH_MAX];
+    strcpy(path, dir);
+    for (;;) {
+        struct stat st;
+        if (lstat(path, &st) != 0)
+            return fail(ASH_ESYS, "cannot stat %s (above %s): %s", path, dir, strerror(errno));
+        if (S_ISLNK(st.st_mode))
+            return fail(ASH_EACCES, "%s (above %s) is a symbolic link someone could swap", path,
+                        dir);
+        if (st.st_uid != 0 && st.st_uid != euid)
+            return fail(ASH_EACCES, "%s: %s belongs to uid %u, who could replace the "
+                        "namespace's segments; use a directory of yours (or root's)", dir, path,
+                        (unsigned)st.st_uid);
+        if ((st.st_mode & 022) && !(st.st_mode & S_ISVTX))
+            return fail(ASH_EACCES, "%s: %s is writable by other users (mode %04o) and not "
+                        "sticky, so they could replace the namespace's segments", dir, path,
+                        (unsigned)(st.st_mode & 07777));
+        if (strcmp(path, "/") == 0) return ASH_OK;
+        char *slash = strrchr(path, '/');
+        if (slash == path) path[1] = 0;
+        else *slash = 0;
+    }
+}
+
+/* The directory the namespace's marker names into `out` (1), or 0 when there is none. */
+static int read_marker(const char *ns, uid_t euid, char *out) {
+    char path[64], buf[MARKER_MAX + 2];
+    snprintf(path, sizeof path, SHM_DIR "/ash-%s-reg.at", ns);
+    ssize_t n = 0;
+    for (int tries = 0; tries < 200; tries++) {
+        int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0) {
+            if (errno == ENOENT) return 0;
+            return fail(ASH_EACCES, "%s is not a marker of yours (%s); remove it (someone else "
+                        "may have planted it) or use another namespace", path, strerror(errno));
+        }
+        struct stat st;
+        if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != euid) {
+            close(fd);
+            return fail(ASH_EACCES, "%s is not a regular file of yours: arrowshm never trusts "
+                        "another user's files; ask its owner (or root) to remove it", path);
+        }
+        n = read(fd, buf, MARKER_MAX + 1);
+        close(fd);
+        if (n > 0) break;
+        struct timespec ts = {0, 5000000}; /* being written */
+        nanosleep(&ts, NULL);
+    }
+    size_t key = strlen(MARKER_KEY);
+    if (n <= 0 || n > MARKER_MAX || (size_t)n <= key + 1 || memcmp(buf, MARKER_KEY, key) != 0)
+        return fail(ASH_ECORRUPT, "%s is not an arrowshm directory marker; remove it if no "
+                    "process of namespace \"%s\" runs", path, ns);
+    buf[n] = 0;
+    char *value = buf + key;
+    size_t len = strlen(value);
+    if (len && value[len - 1] == '\n') value[--len] = 0;
+    if (value[0] != '/' || strchr(value, '\n') || len >= PATH_MAX || len != (size_t)n - key - 1)
+        return fail(ASH_ECORRUPT, "%s is not an arrowshm directory marker", path);
+    memcpy(out, value, len + 1);
+    return 1;
+}
+
+static int wrong_dir(const char *ns, const char *ours, const char *theirs) {
+    int shm = strcmp(theirs, SHM_DIR) == 0;
+    return fail(ASH_EWRONGDIR,
+                "namespace \"%s\" keeps its segments in %s, but this handle looks in %s: %s%s "
+                "(or pass that directory to ash_open)", ns, theirs, ours,
+                shm ? "unset ARROWSHM_DIR" : "set ARROWSHM_DIR=", shm ? "" : theirs);
+}
+
+/* The namespace lives in `dir` (the reader's half of directory.py agree()). */
+static int agree(const char *ns, const char *dir, uid_t euid) {
+    char recorded[PATH_MAX];
+    int rc = read_marker(ns, euid, recorded);
+    if (rc < 0) return rc;
+    if (strcmp(dir, SHM_DIR) == 0) return rc ? wrong_dir(ns, dir, recorded) : ASH_OK;
+    if (rc == 0) {
+        char reg[64];
+        struct stat st;
+        snprintf(reg, sizeof reg, SHM_DIR "/ash-%s-reg", ns);
+        if (lstat(reg, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == euid)
+            return wrong_dir(ns, dir, SHM_DIR);
+        return fail(ASH_ENOTFOUND, "namespace \"%s\" has no registry in %s (no arrowshm "
+                    "process has used it there yet): put something into it first", ns, dir);
+    }
+    return strcmp(recorded, dir) == 0 ? ASH_OK : wrong_dir(ns, dir, recorded);
+}
+
 int ash_open(const char *namespace_, const char *dir, ash_ns **out) {
     if (!out) return fail(ASH_EINVAL, "ash_open: out is NULL");
     *out = NULL;
@@ -481,16 +601,24 @@ int ash_open(const char *namespace_, const char *dir, ash_ns **out) {
     if (!valid_namespace(namespace_))
         return fail(ASH_EINVAL, "invalid namespace \"%.40s\": use 1-12 characters of a-z0-9",
                     namespace_);
+    char canon[PATH_MAX];
     if (!dir) {
         dir = getenv("ARROWSHM_DIR");
-        if (!dir || !*dir) dir = "/dev/shm";
+        while (dir && (*dir == ' ' || *dir == '\t')) dir++;
+        if (!dir || !*dir) dir = SHM_DIR;
     }
     if (strlen(dir) >= PATH_MAX) return fail(ASH_EINVAL, "directory path too long");
+    int rc = canonical_dir(dir, canon);
+    uid_t euid = geteuid();
+    if (rc == ASH_OK && strcmp(canon, SHM_DIR) != 0) rc = check_dir(canon, euid);
+    if (rc == ASH_OK) rc = agree(namespace_, canon, euid);
+    if (rc != ASH_OK) return rc;
+    dir = canon;
     ash_ns *ns = calloc(1, sizeof *ns);
     if (!ns) return fail(ASH_ENOMEM, "out of memory");
     strcpy(ns->name, namespace_);
     strcpy(ns->dir, dir);
-    ns->euid = geteuid();
+    ns->euid = euid;
     ns->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (ns->dirfd < 0) {
         int e = errno;
@@ -502,7 +630,7 @@ int ash_open(const char *namespace_, const char *dir, ash_ns **out) {
     snprintf(file, sizeof file, "ash-%s-reg", namespace_);
     int fd;
     struct stat st;
-    int rc = open_object(ns, file, &fd, &st, "registry");
+    rc = open_object(ns, file, &fd, &st, "registry");
     if (rc == ASH_ENOTFOUND)
         fail(rc, "namespace \"%s\" has no registry in %s (no arrowshm process has used it "
                  "yet): put something into it first", namespace_, dir);

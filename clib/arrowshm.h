@@ -53,7 +53,9 @@ enum ash_status {
     ASH_ENOMEM = -10,    /* out of memory */
     ASH_ESYS = -11,      /* a system call failed (the message has errno's text) */
     ASH_EFORKED = -12,   /* the namespace handle belongs to the parent of a fork() */
-    ASH_EINTR = -13      /* ash_wait was interrupted by a signal */
+    ASH_EINTR = -13,     /* (reserved: ash_wait retries interrupted sleeps itself) */
+    ASH_EWRONGDIR = -14  /* the namespace lives in another directory (ARROWSHM_DIR): the
+                            message names the value to set */
 };
 
 typedef struct ash_ns ash_ns;
@@ -89,6 +91,15 @@ typedef struct ash_entry {
 /* Open namespace `namespace_` (1-12 of [a-z0-9]; NULL: $ARROWSHM_NAMESPACE, else
  * "default") whose objects live in directory `dir` (NULL: $ARROWSHM_DIR, else /dev/shm).
  *
+ * The directory follows the Python side's rules (arrowshm/_shm/directory.py): it must
+ * be absolute; it is made canonical (realpath; /dev/shm itself is /dev/shm); any other
+ * directory, and every directory above it, must belong to this user or root and not
+ * be writable by group or others unless sticky. A namespace outside /dev/shm has a
+ * marker /dev/shm/ash-<ns>-reg.at ("ARROWSHM_DIR=<dir>\n", a regular file of this
+ * user): a handle of /dev/shm refuses a namespace with a marker, a handle of <dir>
+ * refuses a marker naming another directory, or a registry in /dev/shm, with
+ * ASH_EWRONGDIR and the value to set. (Readers never write the marker.)
+ *
  * Joins the registry exactly as FORMAT.md "Joining" says: opened with O_NOFOLLOW, it
  * must be a regular file owned by the effective uid with no group/other permission
  * bits, of format version 2, with a sane geometry (fstat size covers every entry),
@@ -99,7 +110,8 @@ typedef struct ash_entry {
  * Memory ordering: the magic word is an acquire load (its creator stores it last,
  * release); the other header words are read after it with relaxed loads.
  * Returns ASH_OK and *out, or ASH_ENOTFOUND, ASH_EACCES, ASH_EFORMAT, ASH_ECORRUPT,
- * ASH_EBUSY (registry still being created), ASH_EINVAL, ASH_ENOMEM, ASH_ESYS. */
+ * ASH_EBUSY (registry still being created), ASH_EWRONGDIR, ASH_EINVAL, ASH_ENOMEM,
+ * ASH_ESYS. */
 int ash_open(const char *namespace_, const char *dir, ash_ns **out);
 
 /* Close a namespace handle. Views still held stay valid: the handle is freed when
