@@ -1,4 +1,13 @@
-"""Numeric tuning variables from the environment, read the same way everywhere.
+"""Tuning variables from the environment, read the same way everywhere.
+
+``ARROWSHM_DIR`` (:func:`env_directory`) names the directory that holds a
+namespace's registry and segments: unset or blank means ``/dev/shm``;
+otherwise an absolute path of an existing directory (symbolic links in it are
+resolved once). It is read when a process first uses a namespace, and every
+process of the namespace must name the same directory (see
+``docs/OPERATIONS.md``, "Segments on any filesystem").
+
+The numeric variables follow these rules:
 
 The rules, for every variable: unset or blank means the default; otherwise
 the value must parse as a float, be **finite** (``inf`` would bring back the
@@ -21,6 +30,14 @@ variable                       zero?  why
 ``ARROWSHM_MAP_CACHE``         yes    0 turns the idle-mapping cache off
 ``ARROWSHM_MAP_CACHE_S``       yes    0 drops idle mappings at the next sweep
 =============================  =====  ============================================
+
+=============================  ===================================================
+variable                       value
+=============================  ===================================================
+``ARROWSHM_DIR``               absolute path of the namespace's directory
+                               (default ``/dev/shm``): a bigger or huge-page tmpfs,
+                               or a disk directory; see :func:`env_directory`
+=============================  ===================================================
 
 ``arrowshm serve`` reads its own variables with a parser that mirrors these
 rules exactly (``arrowshm/service/config.py``; the service may import only the
@@ -76,3 +93,34 @@ def env_number(name: str, default: float, *, positive: bool | None = None) -> fl
             value=raw,
         )
     return value
+
+
+DEFAULT_DIR = "/dev/shm"
+
+
+def env_directory() -> str:
+    """The directory ``ARROWSHM_DIR`` names, canonical (absolute, symbolic links
+    resolved), or ``/dev/shm`` when it is unset or blank or names /dev/shm itself.
+
+    Only the path is checked here; whether the directory may hold segments
+    (exists, is this user's or root's, not writable by others unless sticky) is
+    checked when a namespace context is made (:mod:`arrowshm._shm.directory`).
+
+    Raises
+    ------
+    InvalidArgumentError
+        When the value is not an absolute path.
+    """
+    raw = os.environ.get("ARROWSHM_DIR", "").strip()
+    if not raw:
+        return DEFAULT_DIR
+    if not os.path.isabs(raw) or "\0" in raw:
+        raise InvalidArgumentError(
+            f"ARROWSHM_DIR={raw!r} is not an absolute path; set it to the directory that "
+            "holds the namespace's segments (e.g. /mnt/bigshm), or unset it for /dev/shm",
+            variable="ARROWSHM_DIR", value=raw,
+        )
+    path = os.path.realpath(raw)
+    if path == os.path.realpath(DEFAULT_DIR):
+        return DEFAULT_DIR
+    return path.rstrip("/") or "/"

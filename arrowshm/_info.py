@@ -403,6 +403,9 @@ class Usage:
     recycled : int
         Puts of the namespace that reused a spare instead of fresh pages (since
         the registry was created).
+    directory : str
+        The directory holding the namespace's registry and segments
+        (``ARROWSHM_DIR``; ``/dev/shm`` by default).
     """
 
     namespace: str
@@ -415,6 +418,7 @@ class Usage:
     shm_total: int
     shm_free: int
     recycled: int
+    directory: str = "/dev/shm"
 
 
 @dataclass

@@ -15,26 +15,39 @@ class Mapping:
     path: str
 
 
+def _directories() -> list[str]:
+    """/dev/shm and the directory of every namespace this process uses
+    (``ARROWSHM_DIR``), each with a trailing ``/``."""
+    from ._shm.context import all_contexts
+
+    dirs = {"/dev/shm/"} | {c.directory.rstrip("/") + "/" for c in all_contexts()}
+    return sorted(dirs)
+
+
 def shm_mappings() -> list[Mapping]:
-    """This process's mappings of /dev/shm objects, each with the object's current
-    name.
+    """This process's mappings of arrowshm's objects (/dev/shm, and the directory of
+    each namespace it uses), each with the object's current path.
 
     A segment this process created is mapped before it is named (see
-    ``Segment.create``), so the kernel lists it as ``/dev/shm/#<inode>
+    ``Segment.create``), so the kernel lists it as ``<directory>/#<inode>
     (deleted)``; such entries are matched to their name by inode. Objects
     really unlinked keep the kernel's ``(deleted)`` path.
     """
+    dirs = tuple(_directories())
     entries = []
     with open("/proc/self/maps") as f:
         for line in f:
             parts = line.split(maxsplit=5)
-            if len(parts) == 6 and parts[5].startswith("/dev/shm/"):
+            if len(parts) == 6 and parts[5].startswith(dirs):
                 lo, hi = parts[0].split("-")
                 entries.append((int(lo, 16), int(hi, 16), int(parts[4]), parts[5].strip()))
     names: dict[int, str] = {}
     if any(path.endswith(" (deleted)") for *_, path in entries):
-        with os.scandir("/dev/shm") as it:
-            names = {e.inode(): "/dev/shm/" + e.name for e in it}
+        for d in dirs:
+            # (an inode number is unique per filesystem only: a clash across two
+            # directories could misname a deleted entry, never hide a mapping)
+            with os.scandir(d) as it:
+                names.update({e.inode(): d + e.name for e in it})
     return [
         Mapping(lo, hi, names.get(ino, path) if path.endswith(" (deleted)") else path)
         for lo, hi, ino, path in entries
@@ -60,7 +73,8 @@ def table_buffers(table: pa.Table | pa.RecordBatch) -> list[pa.Buffer]:
 
 
 def buffers_in_shm(table: pa.Table | pa.RecordBatch) -> tuple[int, int, set[str]]:
-    """(buffers inside a /dev/shm mapping, all buffers, the objects they lie in)."""
+    """(buffers inside a mapping of an arrowshm object — /dev/shm or a namespace's
+    directory —, all buffers, the objects they lie in)."""
     maps = shm_mappings()
     bufs = table_buffers(table)
     inside = 0

@@ -334,7 +334,8 @@ class Namespace:
         _pool.set_reserve(self._use(), nbytes, wait=wait)
 
     def usage(self) -> Usage:
-        """What the namespace holds: live bytes, spares, quota, and /dev/shm space.
+        """What the namespace holds: live bytes, spares, quota, and the space of its
+        directory (/dev/shm, or ``ARROWSHM_DIR``).
 
         Raises
         ------
@@ -348,8 +349,10 @@ class Namespace:
         return Usage(namespace=self._name, bytes_used=used,
                      live_bytes=max(0, used - spares.nbytes), spare_bytes=spares.nbytes,
                      spares=spares.segments, quota=reg.quota,
-                     reserve=_pool.reserve_target(ctx), shm_total=shm_dir_bytes(),
-                     shm_free=shm_free_bytes(), recycled=reg.stats().recycled)
+                     reserve=_pool.reserve_target(ctx),
+                     shm_total=shm_dir_bytes(ctx.directory),
+                     shm_free=shm_free_bytes(ctx.directory), recycled=reg.stats().recycled,
+                     directory=ctx.directory)
 
     @property
     def quota(self) -> int | None:

@@ -25,8 +25,9 @@ from ._names import SHM_PREFIX, registry_shm_name, validate_namespace
 from ._namespace import Namespace
 from ._shm import header
 from ._shm import layout as L
-from ._shm.context import context, drop_context
-from ._shm.segment import Segment, list_names, unlink
+from ._shm.context import context, drop_context, namespace_dir
+from ._shm.directory import marker_name, remove_marker
+from ._shm.segment import SHM_DIR, Segment, list_names, locate, object_stat, unlink
 
 __all__ = [
     "cleanup_namespace",
@@ -45,20 +46,28 @@ def unique_namespace(prefix: str = "t") -> str:
 
 
 def namespace_objects(namespace: str) -> list[str]:
-    """Every shared-memory object of *namespace* currently in /dev/shm."""
-    return list_names(f"{SHM_PREFIX}{namespace}-")
+    """Every object of *namespace* currently in its directory (/dev/shm, or where
+    ``ARROWSHM_DIR`` placed it), and its /dev/shm marker if it lives elsewhere:
+    POSIX names (``/ash-…``) in /dev/shm, absolute paths elsewhere."""
+    directory = namespace_dir(namespace)
+    names = list_names(f"{SHM_PREFIX}{namespace}-", directory)
+    if directory != SHM_DIR and object_stat(marker_name(namespace)) is not None:
+        names.append(marker_name(namespace))
+    return names
 
 
 def data_objects(namespace: str) -> list[str]:
-    """Objects of *namespace* other than its registry."""
-    reg = registry_shm_name(namespace)
-    return [n for n in namespace_objects(namespace) if n != reg]
+    """Objects of *namespace* other than its registry (and its directory marker)."""
+    skip = {registry_shm_name(namespace), marker_name(namespace),
+            locate(namespace_dir(namespace), registry_shm_name(namespace))}
+    return [n for n in namespace_objects(namespace) if n not in skip]
 
 
 def delete_all(namespace: str) -> list[str]:
     """Delete every live dataset and stream of *namespace* through the public API,
     and free the namespace's spares."""
-    if registry_shm_name(namespace) not in namespace_objects(namespace):
+    registry = locate(namespace_dir(namespace), registry_shm_name(namespace))
+    if registry not in namespace_objects(namespace):
         return []
     ns = Namespace(namespace)
     names = [view.name for view in context(namespace).registry.entries()]
@@ -85,11 +94,15 @@ def pooled_objects(namespace: str) -> list[str]:
 
 
 def cleanup_namespace(namespace: str) -> list[str]:
-    """Unlink every object of *namespace* (registry included); returns their names."""
+    """Unlink every object of *namespace* (registry and directory marker included);
+    returns their names."""
+    names = namespace_objects(namespace)  # (before the context that knows where goes)
     drop_context(namespace)
-    names = namespace_objects(namespace)
     for name in names:
-        unlink(name)
+        if name == marker_name(namespace):
+            remove_marker(namespace)
+        else:
+            unlink(name)
     clear_cache()
     return names
 

@@ -140,6 +140,8 @@ class Usage(BaseModel):
                                          "put, reclaimable at any time.")
     spares: int = Field(description="Number of spares.")
     quota: int | None = Field(description="Byte quota of the namespace; null: none.")
+    reserve: int = Field(default=0, description="Bytes of spares the service keeps ready "
+                                                "(`--reserve`); 0: none.")
     shm_total: int = Field(description="Size of the filesystem holding the segments.")
     shm_free: int = Field(description="Free bytes of that filesystem.")
     recycled: int = Field(description="Puts that reused a spare instead of fresh pages.")

@@ -6,6 +6,10 @@ the public :class:`arrowshm.Namespace` looks a namespace up from the
 environment, so threads working in different namespaces never interfere.
 Contexts are made once per namespace per process (:func:`context`) and shared
 by every ``Namespace`` object of that name; a forked child starts with none.
+
+A context fixes the namespace's directory (``ARROWSHM_DIR``, default /dev/shm)
+when it is made: read and checked once, then handed to the registry, whose
+segment locators carry it to every open and create (:mod:`.directory`).
 """
 
 from __future__ import annotations
@@ -16,11 +20,21 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
+from .._env import env_directory
 from .._names import current_namespace, validate_namespace
+from .directory import NamespaceDirectory, check_directory, describe, namespace_directory
 from .registry import Registry, forget_registry, registry_of
 from .segment import Segment, object_stat
 
-__all__ = ["Context", "HasName", "context", "context_of", "drop_context"]
+__all__ = [
+    "Context",
+    "HasName",
+    "context",
+    "context_of",
+    "describe_namespace",
+    "drop_context",
+    "namespace_dir",
+]
 
 _OWN_MAX = 16
 
@@ -38,12 +52,24 @@ class Context:
     Attributes
     ----------
     namespace : str
+    directory : str
+        Where the namespace's registry and segments are (``ARROWSHM_DIR`` when the
+        context was made; /dev/shm by default), canonical.
     registry : Registry
         Mapped on first use.
+
+    Raises
+    ------
+    InvalidNameError
+        When *namespace* is malformed.
+    InvalidArgumentError, NotFoundError, AccessDeniedError
+        When *directory* (or ``ARROWSHM_DIR``) is not a usable directory (see
+        :func:`arrowshm._shm.directory.check_directory`).
     """
 
-    def __init__(self, namespace: str) -> None:
+    def __init__(self, namespace: str, directory: str | None = None) -> None:
         self.namespace = validate_namespace(namespace)
+        self.directory = check_directory(env_directory() if directory is None else directory)
         self._lock = threading.Lock()
         self._registry: Registry | None = None
         # Segments this process published, still mapped writable with their page tables
@@ -58,7 +84,7 @@ class Context:
     def registry(self) -> Registry:
         reg = self._registry
         if reg is None:
-            reg = self._registry = registry_of(self.namespace)
+            reg = self._registry = registry_of(self.namespace, self.directory)
         return reg
 
     # -- the writer's own mappings ----------------------------------------------------
@@ -90,7 +116,7 @@ class Context:
         return len(gone)
 
     def __repr__(self) -> str:
-        return f"<arrowshm context {self.namespace!r}>"
+        return f"<arrowshm context {self.namespace!r} in {self.directory}>"
 
 
 _contexts: dict[str, Context] = {}
@@ -116,6 +142,8 @@ def context(namespace: str) -> Context:
     ------
     InvalidNameError
         When *namespace* is not 1-12 characters of ``a-z0-9``.
+    InvalidArgumentError, NotFoundError, AccessDeniedError
+        When ``ARROWSHM_DIR`` is not a usable directory.
     """
     ctx = _contexts.get(namespace)
     if ctx is None:
@@ -159,3 +187,27 @@ def drop_context(namespace: str) -> None:
     with _contexts_lock:
         _contexts.pop(namespace, None)
     forget_registry(namespace)
+
+
+def namespace_dir(namespace: str) -> str:
+    """The directory holding *namespace*'s objects, as this process would use it
+    (its context's; else where the namespace's /dev/shm marker points; else
+    ``ARROWSHM_DIR``). Read only; for ``arrowshm doctor``, listings and tests.
+    :func:`describe_namespace` also says whether they agree."""
+    ctx = _contexts.get(namespace)
+    return ctx.directory if ctx is not None else namespace_directory(namespace)
+
+
+def describe_namespace(namespace: str) -> NamespaceDirectory:
+    """Which directory *namespace* uses, where this process looks for it (its
+    context's directory, else ``ARROWSHM_DIR`` read now), whether the two agree
+    and whether the directory is usable, with the fix when not: the question
+    ``arrowshm doctor`` asks. Read only (no registry is created or mapped).
+
+    Raises
+    ------
+    InvalidNameError
+        When *namespace* is malformed.
+    """
+    ctx = _contexts.get(namespace)
+    return describe(namespace, ctx.directory if ctx is not None else None)

@@ -28,7 +28,7 @@ from .context import Context
 from .mapcache import collect as collect_superseded
 from .mapcache import drop_idle
 from .registry import EntryView
-from .segment import Segment, foreign, list_names, object_stat, unlink
+from .segment import Segment, base_name, foreign, list_names, object_stat, unlink
 
 __all__ = ["GcPreview", "collect", "drop_entry", "preview"]
 
@@ -245,11 +245,11 @@ def _scan(ctx: Context, skipped: list[str], *, writable: bool = True) -> list[_C
     this user go to *skipped*."""
     reg = ctx.registry
     candidates: list[_Candidate] = []
-    for shm in list_names(f"{SHM_PREFIX}{reg.namespace}-"):
+    for shm in list_names(f"{SHM_PREFIX}{reg.namespace}-", reg.directory):
         if foreign(shm):  # a link, a directory, another user's file: never ours to touch
             skipped.append(shm)
             continue
-        sid = parse_segment_shm_name(reg.namespace, shm)
+        sid = parse_segment_shm_name(reg.namespace, base_name(shm))
         if sid is None:
             continue
         st = object_stat(shm)

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 import numpy as np
 import numpy.typing as npt
 
-from .._env import env_number
+from .._env import env_directory, env_number
 from .._errors import (
     AccessDeniedError,
     ArrowShmError,
@@ -55,6 +55,7 @@ from ..kernels.seqlock import (
 )
 from . import header
 from . import layout as L
+from .directory import agree, check_directory, confirm_default
 from .quota import _RESERVATION_LOCKED as _RESERVATION_LOCKED
 from .quota import QuotaAccount, Reservation
 from .record import (
@@ -65,7 +66,7 @@ from .record import (
     kind_conflict,
     retain_history,
 )
-from .segment import Segment, owner_of, unlink
+from .segment import SHM_DIR, Segment, locate, owner_of, path_of, unlink
 
 __all__ = [
     "EntryView",
@@ -125,9 +126,12 @@ def _encode_name(name: str) -> npt.NDArray[np.uint64]:
 class Registry(QuotaAccount):
     """The mapped registry of one namespace (one instance per namespace per process)."""
 
-    def __init__(self, namespace: str) -> None:
+    def __init__(self, namespace: str, directory: str = SHM_DIR) -> None:
         self.namespace = namespace
-        self.shm_name = registry_shm_name(namespace)
+        self.directory = directory  # canonical, checked by the context
+        self._located = directory != SHM_DIR
+        self.shm_name = locate(directory, registry_shm_name(namespace))
+        agree(namespace, directory)
         self.segment = self._open_or_create()
         self.words = self.segment.words
         self.w32 = self.segment.w32
@@ -162,7 +166,7 @@ class Registry(QuotaAccount):
             if magic != 0:
                 raise CorruptSegmentError(
                     f"{self.shm_name} is not an arrowshm registry (bad magic); remove it with "
-                    f"`rm /dev/shm{self.shm_name}` if no arrowshm process uses it",
+                    f"`rm {path_of(self.shm_name)}` if no arrowshm process uses it",
                     shm_name=self.shm_name,
                 )
             # still being initialized by its creator
@@ -179,8 +183,15 @@ class Registry(QuotaAccount):
                 f"ARROWSHM_REGISTRY_CAPACITY={capacity} is out of range 1..1048576",
                 capacity=capacity,
             )
-        return Segment.create(self.shm_name, L.registry_bytes(capacity),
-                              init=lambda seg: self._init_header(seg, capacity))
+        seg = Segment.create(self.shm_name, L.registry_bytes(capacity),
+                             init=lambda seg: self._init_header(seg, capacity))
+        if not self._located:
+            try:
+                confirm_default(self.namespace)
+            except ArrowShmError:
+                unlink(self.shm_name)  # a process of another directory claimed it first
+                raise
+        return seg
 
     @staticmethod
     def _init_header(seg: Segment, capacity: int) -> None:
@@ -211,9 +222,9 @@ class Registry(QuotaAccount):
         w = seg.words
         if seg.mode & 0o077:
             raise AccessDeniedError(
-                f"registry /dev/shm{self.shm_name} has mode {seg.mode:03o}: other users "
+                f"registry {path_of(self.shm_name)} has mode {seg.mode:03o}: other users "
                 "could read or change it, so arrowshm will not use it; if you did not make "
-                f"it so, remove it (`rm /dev/shm{self.shm_name}`) once no arrowshm process "
+                f"it so, remove it (`rm {path_of(self.shm_name)}`) once no arrowshm process "
                 "of this namespace runs",
                 shm_name=self.shm_name, mode=seg.mode,
             )
@@ -250,12 +261,16 @@ class Registry(QuotaAccount):
                 shm_name=self.shm_name, pid_ns=theirs, our_pid_ns=ours,
             )
         if (int(w[L.H_BOOT_ID]), int(w[L.H_BOOT_ID + 1])) != boot_id():
+            elsewhere = "" if not self._located else (
+                " (or on another machine: a directory on a network filesystem cannot be "
+                "shared between machines)")
             raise AccessDeniedError(
                 f"the registry of namespace {self.namespace!r} was made before the last "
-                "reboot: the processes it records are gone, and their pids may now name "
-                "others. Remove the namespace's objects (`rm /dev/shm/ash-"
+                f"reboot{elsewhere}: the processes it records are gone, and their pids may "
+                "now name others; nothing of a namespace survives a reboot, even on disk. "
+                f"Remove the namespace's objects (`rm {self.directory}/ash-"
                 f"{self.namespace}-*`) and start again",
-                shm_name=self.shm_name,
+                shm_name=self.shm_name, directory=self.directory,
             )
 
     # -- addressing --------------------------------------------------------------
@@ -275,7 +290,10 @@ class Registry(QuotaAccount):
                 return sid
 
     def segment_name(self, segment_id: int) -> str:
-        return segment_shm_name(self.namespace, segment_id)
+        """The locator of segment *segment_id*: its POSIX name in /dev/shm, its path in
+        any other directory (see :mod:`arrowshm._shm.segment`)."""
+        name = segment_shm_name(self.namespace, segment_id)
+        return self.directory + name if self._located else name
 
     def create_segment(self, nbytes: int, init: Callable[[Segment], None], *,
                        populate: bool = False) -> tuple[int, Segment]:
@@ -793,16 +811,19 @@ _registries: dict[str, Registry] = {}
 _registries_lock = threading.Lock()
 
 
-def registry_of(namespace: str) -> Registry:
+def registry_of(namespace: str, directory: str | None = None) -> Registry:
     """The registry of *namespace*, mapped once per process (every user of a
     namespace in a process must share one: its locks serialize the process's
-    threads before the cross-process lock words)."""
+    threads before the cross-process lock words). *directory* is the namespace's
+    context's; without it, ``ARROWSHM_DIR`` is read (as a context does)."""
     reg = _registries.get(namespace)
     if reg is None:
+        if directory is None:
+            directory = check_directory(env_directory())
         with _registries_lock:
             reg = _registries.get(namespace)
             if reg is None:
-                reg = Registry(namespace)
+                reg = Registry(namespace, directory)
                 _registries[namespace] = reg
     return reg
 

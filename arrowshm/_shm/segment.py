@@ -1,5 +1,13 @@
-"""POSIX shared-memory segments: create (sized with ``posix_fallocate`` so a full
-/dev/shm is an error, not a SIGBUS), open, map, unlink.
+"""Shared-memory segments: create (sized with ``posix_fallocate`` so a full
+filesystem is an error, not a SIGBUS), open, map, unlink.
+
+A segment is named by a *locator*: in /dev/shm, the POSIX shared-memory name
+(``/ash-<ns>-<id>``, one leading ``/`` and no other, opened with ``shm_open``
+exactly as before); in any other directory (``ARROWSHM_DIR``), the file's
+absolute path (``/var/tmp/big/ash-<ns>-<id>``), opened with
+``open(O_NOFOLLOW)``. The registry hands out the locators of its namespace's
+directory, so no caller needs to know where a namespace lives; telling the two
+apart costs one string search, no system call.
 
 A :class:`Segment` owns one ``mmap``; numpy views of it (``words``, ``w32``)
 are what the kernels operate on. The mapping is never closed explicitly: it is
@@ -21,14 +29,64 @@ import numpy as np
 import numpy.typing as npt
 import posix_ipc
 
-from .._errors import AccessDeniedError, NotFoundError, ResourceLimitError, ShmFullError
+from .._errors import (
+    AccessDeniedError,
+    ArrowShmError,
+    NotFoundError,
+    ResourceLimitError,
+    ShmFullError,
+)
 
 SHM_DIR = "/dev/shm"
 
 _SHM_FULL_HINT = (
     "free space in /dev/shm (run `arrowshm gc`, delete datasets), or give the container "
-    "more shared memory (docker run --shm-size=2g …)"
+    "more shared memory (docker run --shm-size=2g …), or place the namespace in a bigger "
+    "directory (ARROWSHM_DIR, docs/OPERATIONS.md)"
 )
+
+
+def is_path(name: str) -> bool:
+    """True when locator *name* is a file path (a namespace outside /dev/shm), False
+    for a POSIX shared-memory name."""
+    return name.find("/", 1) > 0
+
+
+def locate(directory: str, shm_name: str) -> str:
+    """The locator of object *shm_name* (``/ash-…``) in *directory*."""
+    return shm_name if directory == SHM_DIR else directory + shm_name
+
+
+def path_of(name: str) -> str:
+    """The filesystem path of locator *name*."""
+    return name if is_path(name) else SHM_DIR + name
+
+
+def base_name(name: str) -> str:
+    """The object's own name in its directory, with a leading ``/`` (``/ash-…``)."""
+    return name[name.rindex("/"):]
+
+
+def directory_of(name: str) -> str:
+    """The directory holding locator *name*."""
+    return os.path.dirname(name) if is_path(name) else SHM_DIR
+
+
+def _full_hint(directory: str) -> str:
+    if directory == SHM_DIR:
+        return _SHM_FULL_HINT
+    return (f"free space in {directory} (run `arrowshm gc`, delete datasets), or point "
+            "ARROWSHM_DIR at a directory on a bigger filesystem")
+
+
+def _full_error(name: str, size: int, exc: OSError | None = None) -> ShmFullError:
+    directory = directory_of(name)
+    free = shm_free_bytes(directory)
+    return ShmFullError(
+        f"{directory} has no room for {size:,} bytes ({free:,} free) to create "
+        f"{os.path.basename(name)}: " + _full_hint(directory),
+        requested=size, available=free, directory=directory,
+    )
 
 
 class Segment:
@@ -75,12 +133,13 @@ class Segment:
     ) -> Segment:
         """Create, size and map a new segment; nothing is left behind on failure.
 
-        The object is built unnamed (``O_TMPFILE`` in /dev/shm), sized, mapped
+        The object is built unnamed (``O_TMPFILE`` in its directory), sized, mapped
         and passed to *init*, and only then linked under *name*: a creator
         killed at any moment leaves either nothing or a segment whose header
         *init* already stamped (its creator's pid), never an anonymous
         half-made object that only an age-based grace period could reclaim.
-        Where ``O_TMPFILE`` is unavailable it falls back to ``shm_open``.
+        Where ``O_TMPFILE`` is unavailable it falls back to ``shm_open`` (an
+        ``O_CREAT | O_EXCL | O_NOFOLLOW`` open of the path outside /dev/shm).
 
         With *populate*, the page tables are filled at mapping time
         (``MAP_POPULATE``), for a creator about to write the whole segment.
@@ -90,16 +149,22 @@ class Segment:
         FileExistsError
             When *name* already exists (callers pick fresh names).
         ShmFullError
-            When /dev/shm cannot hold *size* bytes.
+            When the namespace's directory (/dev/shm by default) cannot hold *size*
+            bytes.
+        AccessDeniedError
+            When the directory does not let this user create files.
         """
+        directory = directory_of(name)
         try:
-            fd = os.open(SHM_DIR, os.O_TMPFILE | os.O_RDWR, mode)
+            fd = os.open(directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, mode)
         except OSError as exc:
             if _fds_exhausted(exc):
                 raise _fd_limit_error(name, exc) from exc
             if exc.errno == errno.ENOSPC:
-                raise ShmFullError(f"cannot create {name}: /dev/shm is full; " + _SHM_FULL_HINT,
-                                   requested=size) from exc
+                raise _full_error(name, size, exc) from exc
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT):
+                raise _dir_error(directory, exc) from exc
+            # EOPNOTSUPP/EISDIR/EINVAL: a filesystem (or kernel) without O_TMPFILE
             return cls._create_named(name, size, mode=mode, populate=populate, init=init)
         try:
             seg = cls._size_and_map(fd, name, size, mode, populate)
@@ -108,14 +173,13 @@ class Segment:
             # linkat(AT_SYMLINK_FOLLOW) of /proc's magic link names the unnamed file
             # (a dir fd makes os.link call linkat; with absolute paths it is unused)
             try:
-                os.link(f"/proc/self/fd/{fd}", SHM_DIR + name, src_dir_fd=fd,
+                os.link(f"/proc/self/fd/{fd}", path_of(name), src_dir_fd=fd,
                         follow_symlinks=True)
             except FileExistsError as exc:
                 raise FileExistsError(errno.EEXIST, f"shared memory {name} exists") from exc
             except OSError as exc:
-                if exc.errno == errno.ENOSPC:  # (a directory entry needs no data pages)
-                    raise ShmFullError(f"cannot create {name}: /dev/shm is full; "
-                                       + _SHM_FULL_HINT, requested=size) from exc
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise _full_error(name, size, exc) from exc
                 raise
         finally:
             os.close(fd)  # the mapping keeps the object; unnamed, it dies with it
@@ -127,25 +191,30 @@ class Segment:
         init: Callable[[Segment], None] | None,
     ) -> Segment:
         try:
-            shm = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode=mode)
-        except posix_ipc.ExistentialError as exc:
+            if is_path(name):
+                fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                             | os.O_CLOEXEC, mode)
+            else:
+                shm = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode=mode)
+                fd = os.dup(shm.fd)
+                shm.close_fd()
+        except (posix_ipc.ExistentialError, FileExistsError) as exc:
             raise FileExistsError(errno.EEXIST, f"shared memory {name} exists") from exc
         except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise ShmFullError(f"cannot create {name}: /dev/shm is full; " + _SHM_FULL_HINT,
-                                   requested=size) from exc
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise _full_error(name, size, exc) from exc
             if _fds_exhausted(exc):
                 raise _fd_limit_error(name, exc) from exc
             raise
         try:
-            seg = cls._size_and_map(shm.fd, name, size, mode, populate)
+            seg = cls._size_and_map(fd, name, size, mode, populate)
             if init is not None:
                 init(seg)
         except BaseException:
             _unlink_quietly(name)
             raise
         finally:
-            shm.close_fd()
+            os.close(fd)
         return seg
 
     @classmethod
@@ -154,14 +223,13 @@ class Segment:
         try:
             os.posix_fallocate(fd, 0, size)
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.ENOMEM, errno.EFBIG):
-                free = _shm_free_bytes()
-                raise ShmFullError(
-                    f"/dev/shm has no room for {size:,} bytes ({free:,} free): " + _SHM_FULL_HINT,
-                    requested=size,
-                    available=free,
-                ) from exc
-            raise
+            if exc.errno in (errno.ENOSPC, errno.ENOMEM, errno.EFBIG, errno.EDQUOT):
+                raise _full_error(name, size, exc) from exc
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            # a filesystem that cannot reserve blocks: size it sparse (a full disk then
+            # shows as SIGBUS at first touch, as on any mmap of such a filesystem)
+            os.ftruncate(fd, size)
         # the creator writes every page: populate the page tables in one call instead of
         # taking a fault per page (readers map lazily, so their get stays O(1))
         flags = mmap.MAP_SHARED | (getattr(mmap, "MAP_POPULATE", 0) if populate else 0)
@@ -192,34 +260,20 @@ class Segment:
         With *populate*, the page tables are filled at mapping time
         (``MAP_POPULATE``), for a process about to write the whole segment.
         """
+        shm = None
+        if is_path(name):
+            fd = _open_path(name, writable)
+        else:
+            shm = _open_shm(name, writable)
+            fd = shm.fd
         try:
-            shm = posix_ipc.SharedMemory(name, 0, read_only=not writable)
-        except posix_ipc.ExistentialError as exc:
-            raise NotFoundError(f"shared memory {name} does not exist", shm_name=name) from exc
-        except OSError as exc:
-            if _fds_exhausted(exc):
-                raise _fd_limit_error(name, exc) from exc
-            if exc.errno == errno.ELOOP:  # shm_open never follows a symbolic link
-                raise AccessDeniedError(
-                    f"{SHM_DIR}{name} is a symbolic link, not a shared-memory object of "
-                    "yours; remove it (someone else may have planted it)", shm_name=name,
-                ) from exc
-            raise
-        except posix_ipc.PermissionsError as exc:
-            raise AccessDeniedError(
-                f"shared memory {name} belongs to another user ({owner_of(name)}) and "
-                "arrowshm never uses another user's objects; run as that user, or use "
-                "another ARROWSHM_NAMESPACE",
-                shm_name=name,
-            ) from exc
-        try:
-            st = os.fstat(shm.fd)
+            st = os.fstat(fd)
             if st.st_uid != os.geteuid() or not stat.S_ISREG(st.st_mode):
                 raise AccessDeniedError(
                     f"shared memory {name} belongs to {_user(st.st_uid)}, not to you "
                     f"({_user(os.geteuid())}): arrowshm never reads, writes or removes "
                     "another user's objects; if it is not supposed to be there, ask "
-                    f"its owner (or root) to remove {SHM_DIR}{name}",
+                    f"its owner (or root) to remove {path_of(name)}",
                     shm_name=name, owner_uid=st.st_uid,
                 )
             size = st.st_size
@@ -229,17 +283,82 @@ class Segment:
             prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
             flags = mmap.MAP_SHARED | (getattr(mmap, "MAP_POPULATE", 0) if populate else 0)
             try:
-                mm = mmap.mmap(shm.fd, size, flags, prot)
+                mm = mmap.mmap(fd, size, flags, prot)
             except OSError as exc:
                 if _fds_exhausted(exc):  # mmap dups the descriptor
                     raise _fd_limit_error(name, exc) from exc
                 raise
         finally:
-            shm.close_fd()
+            if shm is None:
+                os.close(fd)
+            else:
+                shm.close_fd()
         return cls(name, mm, size, writable, stat.S_IMODE(st.st_mode))
 
     def __repr__(self) -> str:
         return f"Segment({self.name!r}, size={self.size})"
+
+
+def _open_shm(name: str, writable: bool) -> posix_ipc.SharedMemory:
+    """POSIX shared-memory object *name*, opened (``shm_open``)."""
+    try:
+        shm = posix_ipc.SharedMemory(name, 0, read_only=not writable)
+    except posix_ipc.ExistentialError as exc:
+        raise NotFoundError(f"shared memory {name} does not exist", shm_name=name) from exc
+    except OSError as exc:
+        if _fds_exhausted(exc):
+            raise _fd_limit_error(name, exc) from exc
+        if exc.errno == errno.ELOOP:  # shm_open never follows a symbolic link
+            raise AccessDeniedError(
+                f"{SHM_DIR}{name} is a symbolic link, not a shared-memory object of "
+                "yours; remove it (someone else may have planted it)", shm_name=name,
+            ) from exc
+        raise
+    except posix_ipc.PermissionsError as exc:
+        raise AccessDeniedError(
+            f"shared memory {name} belongs to another user ({owner_of(name)}) and "
+            "arrowshm never uses another user's objects; run as that user, or use "
+            "another ARROWSHM_NAMESPACE",
+            shm_name=name,
+        ) from exc
+    return shm
+
+
+def _open_path(name: str, writable: bool) -> int:
+    """A descriptor of segment file *name* (an absolute path), never through a link."""
+    # (O_NONBLOCK: a FIFO planted under the name must not hang the open; fstat refuses it)
+    flags = ((os.O_RDWR if writable else os.O_RDONLY) | os.O_NOFOLLOW | os.O_CLOEXEC
+             | os.O_NONBLOCK)
+    try:
+        return os.open(name, flags)
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise NotFoundError(f"shared memory {name} does not exist", shm_name=name) from exc
+    except OSError as exc:
+        if _fds_exhausted(exc):
+            raise _fd_limit_error(name, exc) from exc
+        if exc.errno == errno.ELOOP:
+            raise AccessDeniedError(
+                f"{name} is a symbolic link, not a segment of yours; remove it (someone "
+                "else may have planted it)", shm_name=name,
+            ) from exc
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise AccessDeniedError(
+                f"segment {name} belongs to another user ({owner_of(name)}) and arrowshm "
+                "never uses another user's objects; run as that user, or use another "
+                "ARROWSHM_NAMESPACE or ARROWSHM_DIR", shm_name=name,
+            ) from exc
+        raise
+
+
+def _dir_error(directory: str, exc: OSError) -> ArrowShmError:
+    if exc.errno == errno.ENOENT:
+        return NotFoundError(f"directory {directory} does not exist (ARROWSHM_DIR); create "
+                             f"it (mkdir -m 700 {directory})", directory=directory)
+    return AccessDeniedError(
+        f"cannot create a segment in {directory}: {exc.strerror}; ARROWSHM_DIR must name a "
+        "directory this user can write (a read-only or foreign directory cannot hold "
+        "segments)", directory=directory, errno=exc.errno,
+    )
 
 
 def _user(uid: int) -> str:
@@ -253,7 +372,7 @@ def _user(uid: int) -> str:
 def owner_of(name: str) -> str:
     """``uid N (user)`` of the object *name*, as ``lstat`` sees it."""
     try:
-        return _user(os.lstat(SHM_DIR + name).st_uid)
+        return _user(os.lstat(path_of(name)).st_uid)
     except OSError:
         return "unknown owner"
 
@@ -278,6 +397,12 @@ def unlink(name: str) -> bool:
     or is not ours (never removed). Existing mappings stay valid."""
     if object_stat(name) is None:
         return False
+    if is_path(name):
+        try:
+            os.unlink(name)
+        except OSError:
+            return False
+        return True
     try:
         posix_ipc.unlink_shared_memory(name)
     except (posix_ipc.ExistentialError, posix_ipc.PermissionsError):
@@ -286,18 +411,23 @@ def unlink(name: str) -> bool:
 
 
 def _unlink_quietly(name: str) -> None:
+    if is_path(name):
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+        return
     with contextlib.suppress(posix_ipc.Error):
         posix_ipc.unlink_shared_memory(name)
 
 
-def list_names(prefix: str) -> list[str]:
-    """Names (with a leading ``/``) of the shared-memory objects starting with *prefix*."""
+def list_names(prefix: str, directory: str = SHM_DIR) -> list[str]:
+    """Locators of the objects in *directory* whose names start with *prefix* (with
+    or without its leading ``/``)."""
     bare = prefix.lstrip("/")
     try:
-        entries = os.listdir(SHM_DIR)
-    except FileNotFoundError:
+        entries = os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
         return []
-    return sorted("/" + e for e in entries if e.startswith(bare))
+    return sorted(locate(directory, "/" + e) for e in entries if e.startswith(bare))
 
 
 def object_stat(name: str) -> os.stat_result | None:
@@ -305,7 +435,7 @@ def object_stat(name: str) -> os.stat_result | None:
     not a regular file this user owns (a link, a directory, another user's file:
     none of them is ever arrowshm's to use or remove)."""
     try:
-        st = os.lstat(os.path.join(SHM_DIR, name.lstrip("/")))
+        st = os.lstat(path_of(name))
     except (FileNotFoundError, NotADirectoryError):
         return None
     if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
@@ -316,29 +446,26 @@ def object_stat(name: str) -> os.stat_result | None:
 def foreign(name: str) -> bool:
     """True when *name* exists but is not a regular file of this user."""
     try:
-        st = os.lstat(os.path.join(SHM_DIR, name.lstrip("/")))
+        st = os.lstat(path_of(name))
     except OSError:
         return False
     return not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid()
 
 
-def shm_dir_bytes() -> int:
-    """Size of the filesystem holding the shared-memory objects (0 if unknown)."""
+def shm_dir_bytes(directory: str = SHM_DIR) -> int:
+    """Size of the filesystem holding *directory* (a namespace's objects; 0 if
+    unknown)."""
     try:
-        s = os.statvfs(SHM_DIR)
+        s = os.statvfs(directory)
     except OSError:
         return 0
     return s.f_blocks * s.f_frsize
 
 
-def shm_free_bytes() -> int:
-    """Bytes free in the filesystem holding the shared-memory objects."""
-    return _shm_free_bytes()
-
-
-def _shm_free_bytes() -> int:
+def shm_free_bytes(directory: str = SHM_DIR) -> int:
+    """Bytes free (to this user) in the filesystem holding *directory*."""
     try:
-        s = os.statvfs(SHM_DIR)
+        s = os.statvfs(directory)
     except OSError:
         return 0
     return s.f_bavail * s.f_frsize

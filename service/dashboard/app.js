@@ -161,7 +161,9 @@
       setText($("m-spare-sub"), "not reported by this service");
     } else {
       setText($("m-spare"), bytes(u.spare_bytes));
-      setText($("m-spare-sub"), `${int(u.spares)} spare${u.spares === 1 ? "" : "s"}, reclaimable`);
+      const reserve = u.reserve ? ` · ${bytes(u.reserve)} kept ready` : "";
+      setText($("m-spare-sub"),
+        `${int(u.spares)} spare${u.spares === 1 ? "" : "s"}, reclaimable${reserve}`);
     }
     const used = u.bytes_used;
     if (u.quota === null || u.quota === undefined) {
@@ -273,7 +275,8 @@
     const tr = el("tr");
     const c = cells(tr, 7, [1, 2, 3, 4, 5, 6]);
     c[0].className = "name";
-    const button = el("button", { type: "button", class: "danger small", text: "Delete" });
+    const button = el("button", { type: "button", class: "danger small", text: "Delete",
+      "aria-label": `Delete dataset ${item.name}` });
     button.addEventListener("click", () => onDelete(tr.dataset.key, button));
     tr.append(el("td", { class: "act" }, button));
     return tr;

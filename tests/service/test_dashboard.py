@@ -83,7 +83,7 @@ def test_usage_route_reports_what_the_library_reports(client: TestClient) -> Non
     assert body["bytes_used"] == u.bytes_used
     assert body["shm_total"] == u.shm_total > 0
     assert 0 < body["shm_free"] <= body["shm_total"]
-    assert {"spares", "spare_bytes", "quota", "recycled"} <= body.keys()
+    assert {"spares", "spare_bytes", "quota", "reserve", "recycled"} <= body.keys()
     arrowshm.delete("usage/a")
 
 
