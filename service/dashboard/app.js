@@ -199,8 +199,8 @@
   // ---------------------------------------------------------------- readers
 
   // `readers` may be a count, or a list of {pid, version, command, alive, ...}
-  function readersOf(value) {
-    if (typeof value === "number") return { count: value, title: "" };
+  function readersOf(value, overflow) {
+    if (typeof value === "number") return { count: value, title: "", more: false };
     if (!Array.isArray(value)) return null;
     const pids = new Set();
     const lines = [];
@@ -214,14 +214,16 @@
         lines.push(parts.join(" "));
       }
     }
-    return { count: pids.size, title: lines.join("\n") };
+    // a version read by more processes than its pin table lists: the count is a floor
+    const more = Array.isArray(overflow) && overflow.length > 0;
+    return { count: pids.size, title: lines.join("\n"), more };
   }
 
   async function datasetReaders(items) {
     const out = new Map();
     const missing = [];
     for (const d of items) {
-      const r = readersOf(d.readers ?? d.readers_count);
+      const r = readersOf(d.readers ?? d.readers_count, d.readers_overflow);
       if (r) out.set(d.name, r);
       else missing.push(d);
     }
@@ -231,7 +233,7 @@
     details.forEach((detail, i) => {
       if (!detail) return;
       if (!("readers" in detail) && !("readers_count" in detail)) { readersInDetail = false; return; }
-      const r = readersOf(detail.readers ?? detail.readers_count);
+      const r = readersOf(detail.readers ?? detail.readers_count, detail.readers_overflow);
       if (r) out.set(missing[i].name, r);
     });
     return out;
@@ -239,7 +241,7 @@
 
   // ---------------------------------------------------------------- tables
 
-  function syncRows(tbody, items, key, build, update) {
+  function syncRows(tbody, items, key, build, update, prefix) {
     const rows = new Map();
     for (const tr of tbody.rows) rows.set(tr.dataset.key, tr);
     let prev = null;
@@ -253,7 +255,12 @@
       if (want !== tr) tbody.insertBefore(tr, want);
       prev = tr;
     }
-    for (const tr of rows.values()) tr.remove();
+    for (const tr of rows.values()) {
+      lastVersion.delete(prefix + tr.dataset.key); // a name put again starts afresh
+      clearTimeout(confirming.get(tr.dataset.key));
+      confirming.delete(tr.dataset.key);
+      tr.remove();
+    }
   }
 
   function flash(tr, k, version) {
@@ -290,7 +297,8 @@
       setText(c[2], int(d.num_rows));
       setText(c[3], bytes(d.nbytes), `${int(d.nbytes)} bytes (segment ${bytes(d.segment_bytes)})`);
       const r = readers.get(d.name);
-      setText(c[4], r ? int(r.count) : "–", r ? r.title : "readers not reported by this service");
+      setText(c[4], r ? `${int(r.count)}${r.more ? "+" : ""}` : "–",
+        r ? r.title : "readers not reported by this service");
       setText(c[5], since(d.updated_at), d.updated_at ? `published ${d.updated_at}` : "");
       setText(c[6], ttl(d), d.expires_at ? `expires ${d.expires_at}` : "no TTL");
       flash(tr, `d:${d.name}`, d.version);
@@ -369,10 +377,11 @@
     const streamRows = streams.data.map((s, i) => streamDetails[i] || s);
 
     syncRows($("datasets").tBodies[0], datasets.data, (d) => d.name, buildDatasetRow,
-      updateDatasetRow(readers));
+      updateDatasetRow(readers), "d:");
     $("ds-empty").hidden = datasets.data.length > 0;
     setText($("ds-count"), `${int(datasets.count)}`);
-    syncRows($("streams").tBodies[0], streamRows, (s) => s.name, buildStreamRow, updateStreamRow);
+    syncRows($("streams").tBodies[0], streamRows, (s) => s.name, buildStreamRow, updateStreamRow,
+      "s:");
     $("st-empty").hidden = streamRows.length > 0;
     setText($("st-count"), `${int(streams.count)}`);
     renderUsage(usage);
