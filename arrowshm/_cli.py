@@ -18,7 +18,8 @@ from ._units import human_age, human_bytes
 def _cmd_ls(args: argparse.Namespace) -> int:
     import time
 
-    from ._display import table
+    from ._display import readers_summary, table, usage_line
+    from ._errors import ArrowShmError
     from ._mirror import mirror_statuses
     from ._namespace import Namespace
 
@@ -26,34 +27,42 @@ def _cmd_ls(args: argparse.Namespace) -> int:
     mirrors = {m.local_name: m for m in mirror_statuses(ns.name)}
     rows = []
     for d in ns.list_datasets():
+        try:  # the processes holding a table of any retained version (their pins)
+            readers = readers_summary(ns.info(d.name).readers)
+        except ArrowShmError:
+            readers = ""  # deleted or replaced while listing
         rows.append([d.name, "dataset", d.version, f"{d.num_rows:,}", human_bytes(d.nbytes),
-                     human_age(d.updated_at), ""])
+                     human_age(d.updated_at), readers, ""])
     for st in ns.list_streams():
         rows.append([st.name, "stream", st.session, f"{st.rows_written:,}",
-                     human_bytes(st.bytes_written), "", st.summary()])
+                     human_bytes(st.bytes_written), "", str(len(st.readers)), st.summary()])
     rows.sort(key=lambda r: str(r[0]))
     for row in rows:
         m = mirrors.get(str(row[0]))
         if m is not None:  # a mirror of a remote dataset: how far behind it is
             lag = max(0, m.remote_version - m.mirrored_version)
             stale = max(0.0, time.time() - m.synced_at) if lag or m.state != "live" else 0.0
-            row[6] = (f"{row[6]}; " if row[6] else "") + (
+            row[7] = (f"{row[7]}; " if row[7] else "") + (
                 f"mirror of {m.remote_name}@{m.remote} ({m.state}, {lag} behind, "
                 f"stale {stale:.1f}s)"
             )
     if args.json:
-        print(json.dumps([dict(zip(["name", "kind", "version", "rows", "size", "age", "detail"],
-                                   r, strict=True)) for r in rows], default=str))
+        print(json.dumps([dict(zip(["name", "kind", "version", "rows", "size", "age",
+                                    "readers", "detail"], r, strict=True)) for r in rows],
+                         default=str))
         return 0
+    memory = usage_line(ns.usage())
     if not rows:
-        print(f"namespace {ns.name!r} is empty")
+        print(f"namespace {ns.name!r} is empty\n{memory}")
         return 0
-    print(table(["NAME", "KIND", "VERSION", "ROWS", "SIZE", "AGE", "DETAIL"], rows,
+    print(table(["NAME", "KIND", "VERSION", "ROWS", "SIZE", "AGE", "READERS", "DETAIL"], rows,
                 right=[2, 3, 4, 5]))
+    print(memory)
     return 0
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
+    from ._display import readers_lines, usage_line
     from ._errors import ConflictError
     from ._namespace import Namespace
 
@@ -77,6 +86,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
         "schema:",
     ]
     lines += ["  " + line for line in str(i.schema).splitlines()]
+    lines += readers_lines(i)
+    lines.append(usage_line(ns.usage()))  # live bytes, and spares (reclaimable)
     print("\n".join(lines))
     return 0
 
@@ -101,7 +112,7 @@ def _cmd_gc(args: argparse.Namespace) -> int:
     objects = len(list_names(f"{SHM_PREFIX}{ns.name}-")) if sys.stderr.isatty() else 0
     with Spinner(f"arrowshm gc: checking {objects:,} shared-memory object(s) of namespace "
                  f"{ns.name!r}", sys.stderr):
-        report = ns.gc()
+        report = ns.gc(spares=args.spares)
     for name in report.expired:
         print(f"expired  {name}")
     for name in report.recovered:
@@ -110,12 +121,18 @@ def _cmd_gc(args: argparse.Namespace) -> int:
         print(f"removed  {shm}")
     for reader in report.readers_evicted:
         print(f"evicted  {reader}")
+    for pin in report.pins_released:
+        print(f"unpinned {pin}")
     print(
-        f"reclaimed {len(report.segments)} segment(s), {human_bytes(report.bytes_freed)}; "
+        f"reclaimed {len(report.segments)} segment(s) and {report.spares_freed} spare(s), "
+        f"{human_bytes(report.bytes_freed)}; "
         f"{len(report.expired)} expired; {len(report.recovered)} recovered; "
         f"{len(report.readers_evicted)} dead reader(s) evicted; "
+        f"{len(report.pins_released)} dead pin(s) released; "
         f"{report.kept} kept (being written by live processes)"
     )
+    print(f"spares kept: {report.spares}, {human_bytes(report.spare_bytes)} (reclaimable"
+          + ("" if args.spares else "; `arrowshm gc --spares` frees them") + ")")
     return 0
 
 
@@ -240,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("names", nargs="+", metavar="NAME")
     rm.set_defaults(func=_cmd_rm)
     g = sub.add_parser("gc", help="reclaim segments that crashed or finished processes left")
+    g.add_argument("--spares", action="store_true",
+                   help="also free every spare (retired segments kept warm for new puts)")
     g.set_defaults(func=_cmd_gc)
     dr = sub.add_parser("doctor", help="check the machine and the namespace: OK/WARN/FAIL "
                         "and the fix (exit status 0/1/2)")

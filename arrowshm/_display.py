@@ -19,7 +19,7 @@ from typing import TextIO
 
 import pyarrow as pa
 
-from ._info import DatasetInfo, ReaderInfo, StreamInfo, Usage
+from ._info import DatasetInfo, ReaderInfo, StreamInfo, Usage, VersionReader
 from ._units import human_age, human_bytes, schema_short
 
 
@@ -64,26 +64,69 @@ def _schema_html(schema: pa.Schema) -> str:
 def dataset_info_repr(info: DatasetInfo) -> str:
     """One line: ``<arrowshm.DatasetInfo 'prices' v3: 2 rows, 1.2 KiB, updated 5s ago, …>``."""
     ttl = "" if info.ttl is None else f", ttl {info.ttl:g} s"
+    readers = "" if info.readers is None else f", readers {readers_summary(info.readers)}"
     return (
         f"<arrowshm.DatasetInfo {info.name!r} v{info.version}: {info.num_rows:,} rows, "
-        f"{human_bytes(info.nbytes)}, updated {human_age(info.updated_at)} ago{ttl}; "
-        f"{schema_short(info.schema)}>"
+        f"{human_bytes(info.nbytes)}, updated {human_age(info.updated_at)} ago{ttl}"
+        f"{readers}; {schema_short(info.schema)}>"
     )
+
+
+def readers_summary(readers: Sequence[VersionReader] | None) -> str:
+    """``'3'``, ``'3 (1 dead)'``, ``'0'``; ``''`` when not looked up (None)."""
+    if readers is None:
+        return ""
+    dead = sum(1 for r in readers if not r.alive)
+    return f"{len(readers)}" + (f" ({dead} dead)" if dead else "")
+
+
+VERSION_READER_HEADERS = ["version", "pid", "command", "since", "alive"]
+
+
+def version_reader_rows(readers: Sequence[VersionReader]) -> list[list[object]]:
+    """One row per reader: version, pid, command (``?`` unknown), age of the pin,
+    ``yes``/``DEAD``."""
+    return [[r.version, r.pid, r.command or "?",
+             "?" if r.since is None else f"{human_age(r.since)} ago",
+             "yes" if r.alive else "DEAD"] for r in readers]
+
+
+def readers_lines(info: DatasetInfo) -> list[str]:
+    """The ``readers:`` section of ``arrowshm info``: who holds which version."""
+    if not info.readers:
+        return ["readers:   none" if info.readers is not None else "readers:   not looked up"]
+    lines = [f"readers:   {readers_summary(info.readers)} (processes holding a table of a "
+             "retained version; `arrowshm gc` releases dead ones' pins)"]
+    body = table([h.upper() for h in VERSION_READER_HEADERS], version_reader_rows(info.readers),
+                 right=[0, 1])
+    lines += ["  " + line for line in body.splitlines()]
+    lines += [f"  version {v}: more readers than its 64 pin slots can list"
+              for v in info.readers_overflow]
+    return lines
 
 
 def dataset_info_html(info: DatasetInfo) -> str:
     """An HTML summary of a dataset version for notebooks: name, version, rows,
-    size, age, TTL and the schema."""
+    size, age, TTL, the schema and, when looked up, the processes reading each
+    retained version."""
     ttl = "" if info.ttl is None else f" &middot; ttl {info.ttl:g} s"
     retained = ""
     if len(info.versions) > 1:
         retained = f" (retained: {_e(', '.join(map(str, info.versions)))})"
+    readers = ""
+    if info.readers is not None:
+        readers = (
+            f"<div>readers: {_e(readers_summary(info.readers))}</div>"
+            + _html_table(VERSION_READER_HEADERS, version_reader_rows(info.readers),
+                          right=[0, 1])
+            if info.readers else "<div>readers: none</div>"
+        )
     return (
         f"<div><b>arrowshm dataset</b> <code>{_e(info.name)}</code> "
         f"v{info.version}{retained} &middot; {info.num_rows:,} rows &middot; "
         f"{_e(human_bytes(info.nbytes))} &middot; updated {_e(human_age(info.updated_at))} ago"
         f"{ttl} &middot; namespace <code>{_e(info.namespace)}</code>"
-        f"{_schema_html(info.schema)}</div>"
+        f"{_schema_html(info.schema)}{readers}</div>"
     )
 
 
@@ -246,6 +289,13 @@ class Spinner:
             self.stream.flush()
 
 
+def version_reader_repr(r: VersionReader) -> str:
+    """One line: ``<arrowshm.VersionReader v3 pid 123 (python) alive, since 5s ago>``."""
+    since = "" if r.since is None else f", since {human_age(r.since)} ago"
+    return (f"<arrowshm.VersionReader v{r.version} pid {r.pid} ({r.command or '?'}) "
+            f"{'alive' if r.alive else 'DEAD'}{since}>")
+
+
 def _install() -> None:
     """Give the info classes their faces (they import nothing of this module)."""
     DatasetInfo.__repr__ = dataset_info_repr  # type: ignore[method-assign,assignment]
@@ -254,6 +304,7 @@ def _install() -> None:
     ReaderInfo._repr_html_ = reader_info_html  # type: ignore[attr-defined]
     StreamInfo.__repr__ = stream_info_repr  # type: ignore[method-assign,assignment]
     StreamInfo._repr_html_ = stream_info_html  # type: ignore[attr-defined]
+    VersionReader.__repr__ = version_reader_repr  # type: ignore[method-assign,assignment]
 
 
 _install()

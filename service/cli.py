@@ -9,7 +9,7 @@ from typing import Any
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from .config import Settings, read_token_file
+    from .config import Settings, parse_size, read_token_file
     from .server import serve
 
     if args.socket is not None and args.port is not None:
@@ -35,6 +35,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_connections=args.max_connections,
         max_body_bytes=args.max_body_bytes,
         flight_max_put_bytes=args.flight_max_put_bytes,
+        reserve=None if args.reserve is None else parse_size(args.reserve, "--reserve"),
     )
     flight = None
     if args.flight is not None:
@@ -91,5 +92,10 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
                    help="largest dataset a Flight do_put may upload; it is held in memory "
                         "until complete (default 1073741824 = 1 GiB; "
                         "$ARROWSHM_FLIGHT_MAX_PUT_BYTES)")
+    p.add_argument("--reserve", default=None, metavar="SIZE",
+                   help="keep SIZE bytes of pre-faulted spare memory (e.g. 512M, 2G) ready "
+                        "for the namespace while the service runs, so that the first put of "
+                        "a new name by any process lands in warm pages; counts against the "
+                        "quota (default 0; $ARROWSHM_SERVE_RESERVE)")
     p.set_defaults(func=_cmd_serve)
     return p

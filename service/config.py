@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +85,28 @@ def env_number(name: str, default: float, *, positive: bool = False) -> float:
             value=raw,
         )
     return value
+
+
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_SIZE = re.compile(r"(\d+(?:\.\d*)?)([KMGT]?)(?:I?B)?")
+
+
+def parse_size(text: str, what: str = "size") -> int:
+    """Bytes of a human size: ``1048576``, ``512K``, ``512M``, ``2G``, ``1.5G``, ``1T``
+    (binary units, case-insensitive, optional ``B``/``iB`` suffix: ``512MiB``).
+
+    Raises
+    ------
+    InvalidArgumentError
+        When *text* is not such a size, or is 2**63 bytes or more.
+    """
+    m = _SIZE.fullmatch(text.strip().upper().replace(" ", ""))
+    value = float(m[1]) * _SIZE_UNITS[m[2]] if m else math.nan
+    if not (math.isfinite(value) and 0 <= value < 1 << 63):
+        raise InvalidArgumentError(
+            f"{what} {text!r} is not a size: give bytes or a number with K, M, G or T "
+            "(powers of 1024), e.g. 512M or 2G", value=text)
+    return int(value)
 
 
 def _env_uids(name: str) -> frozenset[int]:
@@ -180,6 +203,11 @@ class Settings:
     flight_max_put_bytes : int
         Largest Flight ``do_put`` of a dataset (``ARROWSHM_FLIGHT_MAX_PUT_BYTES``,
         default 1 GiB, > 0).
+    reserve : int
+        Bytes of pre-faulted spares the service keeps ready for the whole
+        namespace while it runs (``--reserve SIZE`` / ``ARROWSHM_SERVE_RESERVE``,
+        e.g. ``2G``; default 0: none), through
+        :meth:`arrowshm.Namespace.reserve`.
     """
 
     namespace: str = field(default_factory=lambda: arrowshm.Namespace().name)
@@ -194,6 +222,7 @@ class Settings:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     flight_max_put_bytes: int = DEFAULT_FLIGHT_MAX_PUT_BYTES
+    reserve: int = 0
 
     def __post_init__(self) -> None:
         arrowshm.Namespace(self.namespace)  # validates the name
@@ -204,6 +233,10 @@ class Settings:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise InvalidArgumentError(f"{what} must be an integer, not {value!r}")
             check_number(what, value, positive=True)
+        if isinstance(self.reserve, bool) or not isinstance(self.reserve, int) or not (
+            0 <= self.reserve < 1 << 63
+        ):
+            raise InvalidArgumentError(f"reserve must be an integer >= 0, not {self.reserve!r}")
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -233,6 +266,8 @@ class Settings:
             "flight_max_put_bytes": int(env_number("ARROWSHM_FLIGHT_MAX_PUT_BYTES",
                                                    DEFAULT_FLIGHT_MAX_PUT_BYTES,
                                                    positive=True)),
+            "reserve": parse_size(os.environ.get("ARROWSHM_SERVE_RESERVE", "").strip() or "0",
+                                  "ARROWSHM_SERVE_RESERVE"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

@@ -183,9 +183,14 @@ def _int_option(opts: dict[str, Any], key: str, default: int) -> int:
 
 
 def _dataset_info_dict(i: arrowshm.DatasetInfo) -> dict[str, Any]:
-    return {"name": i.name, "kind": "dataset", "version": i.version, "num_rows": i.num_rows,
-            "nbytes": i.nbytes, "updated_at": i.updated_at.timestamp(),
-            "versions": list(i.versions)}
+    out = {"name": i.name, "kind": "dataset", "version": i.version, "num_rows": i.num_rows,
+           "nbytes": i.nbytes, "updated_at": i.updated_at.timestamp(),
+           "versions": list(i.versions)}
+    if i.readers is not None:  # looked up by info(): the processes reading each version
+        out["readers"] = [{"version": r.version, "pid": r.pid, "command": r.command,
+                           "since": r.since.timestamp() if r.since else None,
+                           "alive": r.alive} for r in i.readers]
+    return out
 
 
 class ArrowShmFlightServer(fl.FlightServerBase):  # type: ignore[misc]

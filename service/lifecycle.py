@@ -122,6 +122,9 @@ def describe_dataset(ns: arrowshm.Namespace, reg: Registry, name: str) -> dict[s
         owner_pid=di.owner_pid,
         segment=di.segment,
         schema=[{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in di.schema],
+        readers=[{"version": r.version, "pid": r.pid, "command": r.command, "since": r.since,
+                  "alive": r.alive} for r in di.readers or ()],
+        readers_overflow=list(di.readers_overflow),
     )
     return out
 
@@ -162,8 +165,11 @@ def delete_dataset(ns: arrowshm.Namespace, name: str) -> None:
 
 
 def quota(ns: arrowshm.Namespace) -> dict[str, Any]:
-    """The namespace's byte quota and usage."""
-    return {"max_bytes": ns.quota, "bytes_used": ns.bytes_used, "namespace": ns.name}
+    """The namespace's byte quota and usage: live bytes, spares, reserve, /dev/shm."""
+    u = ns.usage()
+    return {"max_bytes": u.quota, "bytes_used": u.bytes_used, "namespace": ns.name,
+            "live_bytes": u.live_bytes, "spare_bytes": u.spare_bytes, "spares": u.spares,
+            "reserve": u.reserve, "shm_free": u.shm_free, "shm_total": u.shm_total}
 
 
 def set_quota(ns: arrowshm.Namespace, max_bytes: int | None) -> dict[str, Any]:

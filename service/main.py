@@ -110,12 +110,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.events = hub
     await asyncio.to_thread(reaper.start)
     hub.start()
+    if settings.reserve:
+        # refilled by a thread of this process as puts claim it, for as long as we run
+        await asyncio.to_thread(ns.reserve, settings.reserve)
     log_event(_log, "service started", namespace=settings.namespace,
-              reaper_interval=settings.reaper_interval)
+              reaper_interval=settings.reaper_interval, reserve=settings.reserve)
     try:
         yield
     finally:
         app.state.stopping.set()
+        if settings.reserve:
+            ns.reserve(0)  # its spares are trimmed like any others from now on
         hub.stop()
         reaper.stop()
         log_event(_log, "service stopped", namespace=settings.namespace)

@@ -43,6 +43,35 @@ def _stream_lag_samples(streams: list[arrowshm.StreamInfo]) -> list[tuple[dict[s
             for st in streams for r in st.readers]
 
 
+_Samples = list[tuple[dict[str, str], float]]
+
+
+def _reader_samples(ns: arrowshm.Namespace,
+                    infos: list[arrowshm.DatasetInfo]) -> tuple[_Samples, _Samples]:
+    """(readers per dataset by state, pinned payload bytes per retained version) of
+    the datasets *infos* names, from their pins (:meth:`arrowshm.Namespace.info`)."""
+    readers: _Samples = []
+    pinned: _Samples = []
+    for listed in infos:
+        try:
+            i = ns.info(listed.name)
+        except arrowshm.ArrowShmError:
+            continue  # deleted or replaced since it was listed
+        held = i.readers or ()
+        alive = sum(1 for r in held if r.alive)
+        readers.append(({"dataset": i.name, "state": "alive"}, float(alive)))
+        readers.append(({"dataset": i.name, "state": "dead"}, float(len(held) - alive)))
+        for version in sorted({r.version for r in held}, reverse=True):
+            nbytes = i.nbytes
+            if version != i.version:
+                try:
+                    nbytes = ns.info(i.name, version=version).nbytes
+                except arrowshm.ArrowShmError:
+                    continue  # retired meanwhile
+            pinned.append(({"dataset": i.name, "version": str(version)}, float(nbytes)))
+    return readers, pinned
+
+
 def _mirror_samples(namespace: str) -> list[tuple[dict[str, str], int, float]]:
     """(labels, version lag, staleness) of every mirror whose status record is in
     *namespace*."""
@@ -68,6 +97,24 @@ def render(ns: arrowshm.Namespace, reg: Registry, reaper: Reaper | None,
             stats.bytes_used)
     out.one("quota_bytes", "gauge", "Byte quota of the namespace (0 = none).",
             stats.quota_bytes)
+    usage = ns.usage()
+    out.one("live_bytes", "gauge",
+            "Of bytes_used, the bytes of live datasets and streams (and puts in progress).",
+            usage.live_bytes)
+    out.one("spare_bytes", "gauge",
+            "Of bytes_used, the bytes of spares: retired segments kept warm for new puts, "
+            "reclaimable at any time.", usage.spare_bytes)
+    out.one("spares", "gauge", "Spare segments of the namespace.", usage.spares)
+    out.one("recycled_total", "counter",
+            "Puts that reused a spare instead of fresh pages since the registry was created.",
+            stats.recycled)
+    readers, pinned = _reader_samples(ns, ns.list_datasets())
+    out.metric("dataset_readers", "gauge",
+               "Processes holding a table of any retained version of a dataset (its pins), "
+               "by state (dead: killed with its pin held, until gc releases it).", readers)
+    out.metric("version_pinned_bytes", "gauge",
+               "Payload bytes of a retained dataset version that some process holds a table "
+               "of (only pinned versions are listed).", pinned)
     out.one("puts_total", "counter", "Dataset versions published since the registry was created.",
             stats.puts)
     out.one("deletes_total", "counter", "Names deleted since the registry was created.",
@@ -83,7 +130,7 @@ def render(ns: arrowshm.Namespace, reg: Registry, reaper: Reaper | None,
         out.metric("reaper_reclaimed_total", "counter",
                    "Objects this service's reaper reclaimed, by reason.",
                    [({"reason": r}, float(reaper.reclaimed[r]))
-                    for r in ("segment", "expired", "recovered", "reader")])
+                    for r in ("segment", "expired", "recovered", "reader", "pin", "spare")])
         out.one("reaper_bytes_freed_total", "counter", "Bytes this service's reaper freed.",
                 reaper.bytes_freed)
     if hub is not None:

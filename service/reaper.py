@@ -37,8 +37,9 @@ class Reaper:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def run_once(self) -> dict[str, Any]:
-        """One collection; returns what it reclaimed as a JSON-able dict.
+    def run_once(self, *, spares: bool = False) -> dict[str, Any]:
+        """One collection (with *spares*, freeing every spare too); returns what it
+        reclaimed as a JSON-able dict.
 
         Raises
         ------
@@ -46,7 +47,7 @@ class Reaper:
             When the registry cannot be read.
         """
         with self._lock:
-            report = self.ns.gc()
+            report = self.ns.gc(spares=spares)
             readers = report.readers_evicted
             self.runs += 1
             self._account(report, readers)
@@ -58,6 +59,10 @@ class Reaper:
             "kept": report.kept,
             "quota_recovered": report.quota_recovered,
             "readers_evicted": readers,
+            "pins_released": report.pins_released,
+            "spares_freed": report.spares_freed,
+            "spares": report.spares,
+            "spare_bytes": report.spare_bytes,
         }
 
     def _account(self, report: arrowshm.GcReport, readers: list[str]) -> None:
@@ -69,6 +74,11 @@ class Reaper:
             log_event(_log, "recovered entry", name=name, namespace=self.namespace)
         for r in readers:
             log_event(_log, "evicted dead reader", reader=r, namespace=self.namespace)
+        for pin in report.pins_released:
+            log_event(_log, "released dead reader's pin", pin=pin, namespace=self.namespace)
+        if report.spares_freed:
+            log_event(_log, "freed spares", spares=report.spares_freed,
+                      namespace=self.namespace)
         if report.quota_recovered:
             log_event(_log, "recovered quota of dead creators", bytes=report.quota_recovered,
                       namespace=self.namespace)
@@ -76,6 +86,8 @@ class Reaper:
         self.reclaimed["expired"] += len(report.expired)
         self.reclaimed["recovered"] += len(report.recovered)
         self.reclaimed["reader"] += len(readers)
+        self.reclaimed["pin"] += len(report.pins_released)
+        self.reclaimed["spare"] += report.spares_freed
         self.bytes_freed += report.bytes_freed
 
     def _loop(self) -> None:

@@ -58,12 +58,32 @@ class DatasetSummary(BaseModel):
     owner_pid: int = Field(description="Process that published the current version.")
 
 
+class VersionReader(BaseModel):
+    """A process holding a table of one retained version (a pin on its segment)."""
+
+    version: int = Field(description="The dataset version it holds.")
+    pid: int = Field(description="Its process id (of the service's PID namespace).")
+    command: str | None = Field(description="Its command name (`/proc/<pid>/comm`); null "
+                                            "when it cannot be read (gone, or hidden).")
+    since: dt.datetime | None = Field(description="When it took the pin (UTC); null while "
+                                                  "the pin is being taken.")
+    alive: bool = Field(description="Whether the process still exists; a dead one's pin "
+                                    "holds the version until gc releases it.")
+
+
 class DatasetDetail(DatasetSummary):
-    """A dataset with its schema and segment."""
+    """A dataset with its schema, segment and the processes reading it."""
 
     segment: str = Field(description="POSIX shared-memory name of the current version.")
     schema_: list[SchemaField] = Field(alias="schema", description="Columns of the current "
                                                                    "version.")
+    readers: list[VersionReader] = Field(
+        default_factory=list,
+        description="Processes holding a table of any retained version, newest version "
+                    "first (at most 64 listed per version).")
+    readers_overflow: list[int] = Field(
+        default_factory=list,
+        description="Versions read by more processes than their 64 pin slots list.")
     model_config = ConfigDict(populate_by_name=True)
 
 
@@ -125,7 +145,21 @@ class StreamList(BaseModel):
 class Quota(BaseModel):
     namespace: str = Field(description="The namespace the quota applies to.")
     max_bytes: int | None = Field(description="Byte quota of the namespace; null: none.")
-    bytes_used: int = Field(description="Bytes of all live segments of the namespace.")
+    bytes_used: int = Field(description="Bytes of all segments of the namespace (what the "
+                                        "quota counts): live data and spares.")
+    live_bytes: int = Field(default=0, description="Of `bytes_used`, the bytes of live "
+                                                   "datasets and streams (and puts in "
+                                                   "progress).")
+    spare_bytes: int = Field(default=0, description="Of `bytes_used`, the bytes of spares: "
+                                                    "retired segments kept warm for the next "
+                                                    "put of any name; reclaimable at any time "
+                                                    "(`POST /v1/gc` with `spares`).")
+    spares: int = Field(default=0, description="Number of spares.")
+    reserve: int = Field(default=0, description="Bytes of spares this service keeps ready "
+                                                "(`arrowshm serve --reserve`).")
+    shm_free: int = Field(default=0, description="Free bytes of the filesystem holding the "
+                                                 "segments (/dev/shm).")
+    shm_total: int = Field(default=0, description="Size of that filesystem.")
 
 
 class Usage(BaseModel):
@@ -165,6 +199,21 @@ class GcResult(BaseModel):
                                                         "creators reserved for segments they "
                                                         "never named.")
     readers_evicted: list[str] = Field(description="Dead stream readers evicted.")
+    pins_released: list[str] = Field(default_factory=list,
+                                     description="Pins of dead processes on dataset versions, "
+                                                 "released (`name@version(pid N)`).")
+    spares_freed: int = Field(default=0, description="Spares freed (idle, beyond the bound, "
+                                                     "or all with `spares`).")
+    spares: int = Field(default=0, description="Spares kept.")
+    spare_bytes: int = Field(default=0, description="Bytes of the spares kept.")
+
+
+class GcRequest(BaseModel):
+    """Options of `POST /v1/gc` (the body may be omitted)."""
+
+    model_config = ConfigDict(extra="forbid")
+    spares: bool = Field(default=False, description="Also free every spare (retired "
+                                                    "segments kept warm for new puts).")
 
 
 class EventData(BaseModel):

@@ -11,14 +11,16 @@ import arrowshm
 from .. import lifecycle
 from ..dependencies import NamespaceDep, ReaperDep
 from ..errors import error_responses
-from ..schemas import DoctorResult, GcResult, Quota, QuotaUpdate
+from ..schemas import DoctorResult, GcRequest, GcResult, Quota, QuotaUpdate
 
 router = APIRouter(prefix="/v1", tags=["lifecycle"])
 
 
-@router.get("/quota", summary="Namespace quota", response_model=Quota,
-            description="The byte quota the data plane enforces on every put, and the bytes "
-                        "in use.", responses=error_responses(401))
+@router.get("/quota", summary="Namespace quota and memory", response_model=Quota,
+            description="The byte quota the data plane enforces on every put, the bytes in "
+                        "use, how many of them are live data and how many spares "
+                        "(reclaimable), the reserve, and the space of /dev/shm.",
+            responses=error_responses(401))
 def get_quota(ns: NamespaceDep) -> dict[str, Any]:
     return lifecycle.quota(ns)
 
@@ -33,10 +35,12 @@ def put_quota(body: QuotaUpdate, ns: NamespaceDep) -> dict[str, Any]:
 
 @router.post("/gc", summary="Run the reaper now", response_model=GcResult,
              description="Reclaims expired datasets, segments of dead owners that no entry "
-                         "references, half-written versions and dead writers' locks.",
-             responses=error_responses(401))
-def run_gc(reaper: ReaperDep) -> dict[str, Any]:
-    return reaper.run_once()
+                         "references, half-written versions, dead writers' locks and dead "
+                         "readers' pins; trims the spares to their bound, or with "
+                         "`{\"spares\": true}` frees them all.",
+             responses=error_responses(401, 422))
+def run_gc(reaper: ReaperDep, body: GcRequest | None = None) -> dict[str, Any]:
+    return reaper.run_once(spares=body is not None and body.spares)
 
 
 @router.get("/doctor", summary="Check the host and the namespace", response_model=DoctorResult,

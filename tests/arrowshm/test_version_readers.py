@@ -120,3 +120,20 @@ def test_pin_table_skips_torn_slots_and_clears_only_dead_pins() -> None:
     assert header.clear_dead_pins(seg) == []  # a live pin stays
     assert [p.pid for p in header.pin_table(seg)[0]] == [os.getpid()]
     del table
+
+
+def test_the_notebook_view_shows_who_reads_which_version() -> None:
+    name = "who/html"
+    arrowshm.put(name, pa.table({"<html>": [1, 2, 3]}))
+    assert "readers" not in arrowshm.put(name, pa.table({"<html>": [1]}))._repr_html_()
+    assert "readers: none" in arrowshm.info(name)._repr_html_()
+    table = arrowshm.get(name)
+    info = arrowshm.info(name)
+    html = info._repr_html_()
+    assert "&lt;html&gt;" in html and "<html>" not in html
+    assert f"<td style=\"text-align:right\">{os.getpid()}</td>" in html
+    assert "readers: 1" in html and ">yes<" in html
+    assert ", readers 1;" in repr(info)
+    assert info.readers is not None
+    assert repr(info.readers[0]).startswith(f"<arrowshm.VersionReader v2 pid {os.getpid()} (")
+    del table
