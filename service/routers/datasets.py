@@ -38,7 +38,8 @@ async def list_datasets(
 @router.get("/{name:path}", summary="Describe a dataset", response_model=DatasetDetail,
             response_model_by_alias=True,
             description="Version, rows, bytes, schema, retained versions, times, TTL and "
-                        "owner pid of the current version.",
+                        "owner pid of the current version, and the processes holding a table "
+                        "of each retained version (`readers`: pid, command, since, alive).",
             responses=error_responses(401, 404, 409, 422))
 async def get_dataset(name: NamePath, ns: NamespaceDep, reg: RegistryDep) -> dict[str, Any]:
     # registry reads take microseconds and never block: run them on the event loop

@@ -24,8 +24,9 @@ def healthz(settings: SettingsDep) -> Health:
 @router.get(
     "/metrics", summary="Prometheus metrics", response_class=PlainTextResponse,
     description="Prometheus text format, every name prefixed `arrowshm_`: datasets, streams, "
-                "bytes used, quota, puts, deletes, reaped objects, reaper runs, events, "
-                "stream reader lag.",
+                "bytes used (live and spare), spares, recycled puts, quota, puts, deletes, "
+                "reaped objects, reaper runs, events, stream reader lag, readers per dataset "
+                "and pinned bytes per retained version.",
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
                      "description": "Prometheus exposition text."}, **error_responses(401)},
 )
