@@ -188,14 +188,10 @@ class DoctorReport:
 
 
 def _directory(namespace: str) -> str:
-    """The directory holding *namespace*'s registry and segments."""
-    try:
-        from ._shm.directory import namespace_directory  # (ARROWSHM_DIR)
-    except ImportError:
-        from ._shm.segment import SHM_DIR
+    """The directory holding *namespace*'s registry and segments (``ARROWSHM_DIR``)."""
+    from ._shm.context import namespace_dir
 
-        return SHM_DIR
-    return namespace_directory(namespace)
+    return namespace_dir(namespace)
 
 
 def _mount_of(path: str) -> tuple[str, str, str]:
@@ -285,7 +281,19 @@ def _size_fix(directory: str, ram: int) -> str:
 # -- the checks ------------------------------------------------------------------------------
 
 
-def _check_directory(directory: str) -> DoctorCheck:
+def _check_directory(namespace: str, directory: str) -> DoctorCheck:
+    from ._shm.context import describe_namespace
+
+    where = describe_namespace(namespace)
+    if where.problem is not None:
+        recorded = where.recorded
+        fix = ("every process of the namespace must use the same directory: "
+               + (f"ARROWSHM_DIR={recorded}" if recorded and recorded != "/dev/shm" else
+                  "unset ARROWSHM_DIR" if recorded else
+                  "point ARROWSHM_DIR at a directory of yours (see the message)")
+               + (f" (this process looks in {where.directory})" if recorded else ""))
+        return DoctorCheck("directory", FAIL, where.problem, fix,
+                           {"path": where.directory, "recorded": recorded})
     try:
         st = os.stat(directory)
     except OSError as exc:
@@ -337,6 +345,9 @@ def _check_size(directory: str, in_container: list[str]) -> DoctorCheck:
     what = (f"{directory} holds {human_bytes(total)}, {human_bytes(free)} free "
             f"(RAM {human_bytes(ram)}")
     what += f", memory limit {human_bytes(limit)})" if limit else ")"
+    if fstype not in ("tmpfs", "ramfs", "hugetlbfs", "?"):
+        what += (f"; a {fstype} (disk) filesystem: segments are read through the page cache "
+                 "and survive no reboot")
     if limit and total > limit and fstype in ("tmpfs", "ramfs"):
         what += ("; its size is above this cgroup's memory limit: filling it may get the "
                  "container OOM-killed before a ShmFullError")
@@ -432,7 +443,7 @@ def _registries(directory: str) -> list[_RegistryFacts]:
     users' registries are listed by owner only)."""
     from ._names import SHM_PREFIX
     from ._shm import layout as L
-    from ._shm.segment import Segment
+    from ._shm.segment import Segment, locate
 
     out = []
     try:
@@ -451,7 +462,7 @@ def _registries(directory: str) -> list[_RegistryFacts]:
             out.append(_RegistryFacts(ns, st.st_uid, 0, (0, 0), False))
             continue
         try:
-            seg = Segment.open("/" + entry)
+            seg = Segment.open(locate(directory, "/" + entry))
         except Exception:  # (gone, being created, refused: nothing to judge)
             continue
         w = seg.words
@@ -646,29 +657,31 @@ def _check_numba_cache() -> DoctorCheck:
     return DoctorCheck("numba_cache", OK, f"kernels cached in {chosen} ({warm})", "", details)
 
 
-def _registry_exists(namespace: str) -> bool:
+def _registry_exists(namespace: str, directory: str) -> bool:
     from ._names import registry_shm_name
-    from ._shm.segment import object_stat
+    from ._shm.segment import locate, object_stat
 
-    return object_stat(registry_shm_name(namespace)) is not None
+    return object_stat(locate(directory, registry_shm_name(namespace))) is not None
 
 
 def _check_namespace(namespace: str, directory: str) -> tuple[DoctorCheck, Any]:
     """The registry check, and a context to read the namespace through (None: none)."""
     from ._errors import ArrowShmError
+    from ._names import registry_shm_name
     from ._shm import layout as L
     from ._shm.context import Context
 
-    if not _registry_exists(namespace):
+    if not _registry_exists(namespace, directory):
         return DoctorCheck(
             "namespace", OK, f"namespace {namespace!r} has no registry in {directory} yet "
             "(the first put or reader creates it): nothing more to inspect", "",
             {"exists": False}), None
-    ctx = Context(namespace)  # (not context(): this process starts no housekeeping)
     try:
+        # (not context(): this process starts no housekeeping thread)
+        ctx = Context(namespace, directory)
         reg = ctx.registry
-        used = sum(1 for _ in reg.entries())
         kinds = [v.kind for v in reg.entries()]
+        used = len(kinds)
     except ArrowShmError as exc:
         return DoctorCheck("namespace", FAIL, f"namespace {namespace!r}: {exc}",
                            _error_fix(exc, namespace, directory),
@@ -677,8 +690,9 @@ def _check_namespace(namespace: str, directory: str) -> tuple[DoctorCheck, Any]:
     cap = reg.capacity
     details = {"exists": True, "entries": used, "capacity": cap, "datasets": datasets,
                "streams": len(kinds) - datasets, "registry": reg.shm_name}
-    what = (f"namespace {namespace!r}: registry {directory}{reg.shm_name}, {datasets} "
-            f"dataset(s), {len(kinds) - datasets} stream(s), {used:,} of {cap:,} entries used")
+    what = (f"namespace {namespace!r}: registry {directory}{registry_shm_name(namespace)}, "
+            f"{datasets} dataset(s), {len(kinds) - datasets} stream(s), {used:,} of {cap:,} "
+            "entries used")
     if used >= cap * 0.9:
         return DoctorCheck(
             "namespace", WARN, what + ": nearly full, new names will raise RegistryFullError",
@@ -919,7 +933,7 @@ def doctor(namespace: Any = None, *, service: bool = True) -> DoctorReport:
     ns = validate_namespace(current_namespace() if name is None else name)
     directory = _directory(ns)
     evidence = container_evidence()
-    checks = [_check_directory(directory), _check_size(directory, evidence),
+    checks = [_check_directory(ns, directory), _check_size(directory, evidence),
               _check_container(evidence), _check_o_tmpfile(directory),
               _guard("pid_namespace", _check_pid_namespace, ns, directory),
               _guard("open_files", _check_open_files, ns, directory),

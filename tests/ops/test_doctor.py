@@ -56,7 +56,7 @@ def _doctor(namespace: str, *, setup: str = "", env: dict[str, str] | None = Non
 
 
 def _check(report: dict[str, Any], name: str) -> dict[str, Any]:
-    found = [c for c in report["checks"] if c["name"] == name]
+    found: list[dict[str, Any]] = [c for c in report["checks"] if c["name"] == name]
     assert len(found) == 1, report
     return found[0]
 
@@ -171,6 +171,36 @@ def test_a_filesystem_without_o_tmpfile_warns(namespace: str) -> None:
     c = _check(report, "o_tmpfile")
     assert c["status"] == "WARN" and c["details"]["errno"] in ("EOPNOTSUPP", "ENOTSUP")
     assert "60 s" in c["message"]
+
+
+# -- ARROWSHM_DIR ------------------------------------------------------------------------------
+
+
+def test_a_namespace_in_arrowshm_dir_is_inspected_there_and_a_mismatch_fails(
+        tmp_path: Path) -> None:
+    other = unique_namespace("dir")
+    segs = tmp_path / "segs"
+    segs.mkdir(mode=0o700)
+    env = {"ARROWSHM_DIR": str(segs)}
+    try:
+        put = subprocess.run(
+            [sys.executable, "-c", "import arrowshm, pyarrow as pa; "
+             "arrowshm.put('x', pa.table({'a': [1, 2]}))"],
+            capture_output=True, text=True, timeout=120, cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "ARROWSHM_NAMESPACE": other, **env})
+        assert put.returncode == 0, put.stderr
+        _, report = _doctor(other, env=env)
+        assert report["directory"] == str(segs)
+        assert _check(report, "directory")["status"] == "OK"
+        assert _check(report, "namespace")["details"]["datasets"] == 1
+        assert _check(report, "stale_objects")["status"] == "OK"
+        # a process without ARROWSHM_DIR is told where the namespace lives
+        code, report = _doctor(other)
+        c = _check(report, "directory")
+        assert c["status"] == "FAIL" and code == 2, c
+        assert f"ARROWSHM_DIR={segs}" in c["fix"] and str(segs) in c["message"]
+    finally:
+        cleanup_namespace(other)
 
 
 # -- RLIMIT_NOFILE -----------------------------------------------------------------------------
