@@ -165,11 +165,13 @@ def delete_dataset(ns: arrowshm.Namespace, name: str) -> None:
 
 
 def quota(ns: arrowshm.Namespace) -> dict[str, Any]:
-    """The namespace's byte quota and usage: live bytes, spares, reserve, /dev/shm."""
+    """The namespace's byte quota and usage: live bytes, spares, reserve, and the
+    filesystem of its directory (/dev/shm or ARROWSHM_DIR)."""
     u = ns.usage()
     return {"max_bytes": u.quota, "bytes_used": u.bytes_used, "namespace": ns.name,
             "live_bytes": u.live_bytes, "spare_bytes": u.spare_bytes, "spares": u.spares,
-            "reserve": u.reserve, "shm_free": u.shm_free, "shm_total": u.shm_total}
+            "reserve": u.reserve, "shm_free": u.shm_free, "shm_total": u.shm_total,
+            "directory": u.directory}
 
 
 def set_quota(ns: arrowshm.Namespace, max_bytes: int | None) -> dict[str, Any]:

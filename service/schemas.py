@@ -158,8 +158,11 @@ class Quota(BaseModel):
     reserve: int = Field(default=0, description="Bytes of spares this service keeps ready "
                                                 "(`arrowshm serve --reserve`).")
     shm_free: int = Field(default=0, description="Free bytes of the filesystem holding the "
-                                                 "segments (/dev/shm).")
+                                                 "segments (/dev/shm, or `ARROWSHM_DIR`).")
     shm_total: int = Field(default=0, description="Size of that filesystem.")
+    directory: str = Field(default="/dev/shm", description="The directory holding the "
+                                                           "namespace's registry and segments "
+                                                           "(`ARROWSHM_DIR`).")
 
 
 class Usage(BaseModel):
@@ -179,6 +182,9 @@ class Usage(BaseModel):
     shm_total: int = Field(description="Size of the filesystem holding the segments.")
     shm_free: int = Field(description="Free bytes of that filesystem.")
     recycled: int = Field(description="Puts that reused a spare instead of fresh pages.")
+    directory: str = Field(default="/dev/shm", description="The directory holding the "
+                                                           "namespace's registry and segments "
+                                                           "(`ARROWSHM_DIR`).")
 
 
 class QuotaUpdate(BaseModel):

@@ -22,4 +22,5 @@ def get_usage(ns: NamespaceDep) -> dict[str, Any]:
     return {"namespace": u.namespace, "bytes_used": u.bytes_used, "live_bytes": u.live_bytes,
             "spare_bytes": u.spare_bytes, "spares": u.spares, "quota": u.quota,
             "reserve": u.reserve,
-            "shm_total": u.shm_total, "shm_free": u.shm_free, "recycled": u.recycled}
+            "shm_total": u.shm_total, "shm_free": u.shm_free, "recycled": u.recycled,
+            "directory": u.directory}

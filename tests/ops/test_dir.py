@@ -1,0 +1,277 @@
+"""Segments on any filesystem (``ARROWSHM_DIR``): the core dataset, stream, spare,
+gc and quota cases on a disk directory and on a separate tmpfs (mounted for real
+in a private mount namespace, ``unshare -m``), a full filesystem, the directory
+agreement between processes, and the directories that are refused.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import arrowshm
+from arrowshm._shm import layout as L
+from arrowshm._shm.context import describe_namespace, namespace_dir
+from arrowshm._shm.directory import check_directory, marker_name, read_marker
+from arrowshm._shm.segment import Segment
+from arrowshm.testing import cleanup_namespace, data_objects, namespace_objects
+from tests.helpers import run_python
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _can_unshare() -> bool:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode == 0
+
+
+needs_unshare = pytest.mark.skipif(not _can_unshare(),
+                                   reason="needs root and unshare -m to mount a tmpfs")
+needs_other_user = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to chown")
+
+
+@pytest.fixture
+def disk_dir() -> Iterator[str]:
+    """A private (0700) directory on the disk under /var/tmp (sticky, root's)."""
+    d = tempfile.mkdtemp(prefix="ashdir-", dir="/var/tmp")
+    yield os.path.realpath(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _run_cases(group: str, namespace: str, directory: str, *,
+               tmpfs: str | None = None) -> None:
+    """Run a group of :mod:`tests.ops._dir_cases` in a child with ``ARROWSHM_DIR``;
+    with *tmpfs* (mount options), a fresh tmpfs is mounted on *directory* first,
+    visible only to the child and its children."""
+    cmd = [sys.executable, "-m", "tests.ops._dir_cases", group]
+    if tmpfs is not None:
+        script = f"set -e; mount -t tmpfs -o {tmpfs} tmpfs {directory}; exec \"$@\""
+        cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *cmd]
+    env = {**os.environ, "ARROWSHM_DIR": directory, "ARROWSHM_NAMESPACE": namespace,
+           "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env,
+                          cwd=ROOT)
+    assert proc.returncode == 0 and f"OK {group}" in proc.stdout, proc.stdout + proc.stderr
+    # the child removed everything, its /dev/shm marker included
+    assert not [e for e in os.listdir("/dev/shm") if e.startswith(f"ash-{namespace}-")]
+
+
+GROUPS = ["datasets", "streams", "spares"]
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_core_cases_on_a_disk_directory(group: str, namespace: str, disk_dir: str) -> None:
+    _run_cases(group, namespace, disk_dir)
+    assert os.listdir(disk_dir) == []
+
+
+@needs_unshare
+@pytest.mark.parametrize("group", GROUPS)
+def test_core_cases_on_a_separate_tmpfs(group: str, namespace: str, disk_dir: str) -> None:
+    _run_cases(group, namespace, disk_dir, tmpfs="size=256m,mode=700")
+
+
+@needs_unshare
+def test_core_cases_on_a_huge_page_tmpfs(namespace: str, disk_dir: str) -> None:
+    _run_cases("datasets", namespace, disk_dir, tmpfs="size=256m,mode=700,huge=within_size")
+
+
+@needs_unshare
+def test_a_full_directory_raises_shm_full_naming_it(namespace: str, disk_dir: str) -> None:
+    _run_cases("full", namespace, disk_dir, tmpfs="size=8m,mode=700")
+
+
+def test_objects_live_in_the_directory_and_a_marker_in_dev_shm(
+        namespace: str, disk_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ARROWSHM_DIR", disk_dir)
+    info = arrowshm.put("a", pa.table({"x": [1, 2, 3]}))
+    assert info.segment.startswith(f"{disk_dir}/ash-{namespace}-")
+    assert sorted(os.listdir(disk_dir)) == sorted(
+        [f"ash-{namespace}-reg", os.path.basename(info.segment)])
+    marker = Path("/dev/shm") / marker_name(namespace)[1:]
+    assert marker.read_text() == f"ARROWSHM_DIR={disk_dir}\n"
+    st = marker.lstat()
+    assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
+    assert st.st_uid == os.geteuid()
+    assert stat.S_IMODE(os.stat(f"{disk_dir}/ash-{namespace}-reg").st_mode) == 0o600
+    assert arrowshm.usage().directory == disk_dir
+    assert namespace_dir(namespace) == disk_dir and read_marker(namespace) == disk_dir
+    d = describe_namespace(namespace)
+    assert d.ok and d.directory == d.recorded == disk_dir and d.total_bytes > 0
+    assert set(data_objects(namespace)) == {info.segment}
+    assert marker_name(namespace) in namespace_objects(namespace)
+    arrowshm.delete("a")
+
+
+def test_a_process_with_another_directory_is_told_which_to_set(
+        namespace: str, disk_dir: str, tmp_path: Path) -> None:
+    run_python("import arrowshm, pyarrow as pa; arrowshm.put('a', pa.table({'x': [1]}))",
+               env={"ARROWSHM_DIR": disk_dir})
+    # unset: refused, told the value to set (and nothing made in /dev/shm)
+    with pytest.raises(arrowshm.ConflictError, match=f"Set ARROWSHM_DIR={disk_dir} "):
+        arrowshm.get("a")
+    assert not os.path.exists(f"/dev/shm/ash-{namespace}-reg")
+    other = tmp_path / "other"
+    other.mkdir(mode=0o700)
+    proc = run_python("import arrowshm; arrowshm.get('a')", check=False,
+                      env={"ARROWSHM_DIR": str(other)})
+    assert proc.returncode != 0 and "ConflictError" in proc.stderr
+    assert f"Set ARROWSHM_DIR={disk_dir} " in proc.stderr and not list(other.iterdir())
+    err = describe_namespace(namespace)
+    assert not err.ok and err.recorded == disk_dir and disk_dir in (err.problem or "")
+    # the same directory through a symbolic link is the same directory
+    link = tmp_path / "link"
+    link.symlink_to(disk_dir)
+    run_python("import arrowshm; assert arrowshm.get('a').num_rows == 1; "
+               "arrowshm.delete('a')", env={"ARROWSHM_DIR": str(link)})
+    cleanup_namespace(namespace)  # (this process never mapped the namespace)
+
+
+def test_a_namespace_in_dev_shm_refuses_a_process_of_another_directory(
+        namespace: str, disk_dir: str) -> None:
+    arrowshm.put("a", pa.table({"x": [1]}))
+    proc = run_python("import arrowshm; arrowshm.get('a')", check=False,
+                      env={"ARROWSHM_DIR": disk_dir})
+    assert proc.returncode != 0 and "ConflictError" in proc.stderr
+    assert "Unset ARROWSHM_DIR" in proc.stderr
+    assert os.listdir(disk_dir) == [] and read_marker(namespace) is None
+    arrowshm.delete("a")
+
+
+def _refused(directory: str, exc: type[Exception], match: str) -> None:
+    with pytest.raises(exc, match=match):
+        check_directory(directory)
+    # and through the public API, in a process that never used the namespace
+    proc = run_python("import arrowshm, pyarrow as pa; arrowshm.put('a', pa.table({'x': [1]}))",
+                      check=False, env={"ARROWSHM_DIR": directory})
+    assert proc.returncode != 0 and exc.__name__ in proc.stderr, proc.stderr
+
+
+def test_insecure_or_unusable_directories_are_refused(tmp_path: Path, namespace: str) -> None:
+    d = tmp_path / "open"
+    d.mkdir()
+    d.chmod(0o777)
+    _refused(str(d), arrowshm.AccessDeniedError, "writable by other users")
+    d.chmod(0o770)
+    _refused(str(d), arrowshm.AccessDeniedError, "chmod go-w")
+    d.chmod(0o1777)  # sticky, like /tmp: others cannot touch our files
+    assert check_directory(str(d)) == str(d)
+    _refused(str(tmp_path / "missing"), arrowshm.NotFoundError, "mkdir -m 700")
+    f = tmp_path / "file"
+    f.write_text("")
+    _refused(str(f), arrowshm.InvalidArgumentError, "not a directory")
+    proc = run_python("import arrowshm; arrowshm.list_datasets()", check=False,
+                      env={"ARROWSHM_DIR": "relative/dir"})
+    assert "InvalidArgumentError" in proc.stderr and "absolute path" in proc.stderr
+    assert not [e for e in os.listdir("/dev/shm") if e.startswith(f"ash-{namespace}-")]
+
+
+@needs_other_user
+def test_a_directory_of_another_user_is_refused(tmp_path: Path) -> None:
+    d = tmp_path / "theirs"
+    d.mkdir(mode=0o700)
+    os.chown(d, 65534, 65534)
+    _refused(str(d), arrowshm.AccessDeniedError, "belongs to uid 65534")
+    inner = d / "mine"
+    inner.mkdir(mode=0o700)  # ours, but below a directory they can change
+    _refused(str(inner), arrowshm.AccessDeniedError, "belongs to uid 65534")
+
+
+def test_links_and_fifos_planted_in_the_directory_are_refused(
+        namespace: str, disk_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    reg = f"{disk_dir}/ash-{namespace}-reg"
+    os.symlink("/etc/passwd", reg)
+    monkeypatch.setenv("ARROWSHM_DIR", disk_dir)
+    with pytest.raises(arrowshm.AccessDeniedError, match="symbolic link"):
+        arrowshm.list_datasets()
+    os.unlink(reg)
+    os.mkfifo(reg, 0o600)  # an open of a FIFO would block: refused at once instead
+    with pytest.raises(arrowshm.AccessDeniedError):
+        Segment.open(reg)
+    os.unlink(reg)
+    cleanup_namespace(namespace)
+
+
+@needs_other_user
+def test_another_users_marker_is_never_trusted(namespace: str, disk_dir: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    marker = "/dev/shm" + marker_name(namespace)
+    with open(marker, "w") as f:
+        f.write("ARROWSHM_DIR=/\n")
+    os.chown(marker, 65534, 65534)
+    try:
+        with pytest.raises(arrowshm.AccessDeniedError, match="belongs to uid 65534"):
+            arrowshm.list_datasets()
+        monkeypatch.setenv("ARROWSHM_DIR", disk_dir)
+        with pytest.raises(arrowshm.AccessDeniedError, match="belongs to uid 65534"):
+            arrowshm.Namespace(namespace).list_datasets()
+    finally:
+        os.unlink(marker)
+    cleanup_namespace(namespace)
+
+
+def test_a_corrupt_marker_is_reported(namespace: str) -> None:
+    marker = "/dev/shm" + marker_name(namespace)
+    with open(marker, "w") as f:
+        f.write("garbage")
+    os.chmod(marker, 0o600)
+    try:
+        with pytest.raises(arrowshm.CorruptSegmentError, match="not an arrowshm directory"):
+            arrowshm.list_datasets()
+    finally:
+        os.unlink(marker)
+    cleanup_namespace(namespace)
+
+
+def test_nothing_survives_a_reboot_even_on_disk(namespace: str, disk_dir: str) -> None:
+    run_python("import arrowshm, pyarrow as pa; arrowshm.put('a', pa.table({'x': [1]}))",
+               env={"ARROWSHM_DIR": disk_dir})
+    # a reboot: /dev/shm (the marker) is emptied, and the boot id changes
+    os.unlink("/dev/shm" + marker_name(namespace))
+    words = np.memmap(f"{disk_dir}/ash-{namespace}-reg", dtype=np.uint64, mode="r+",
+                      shape=(L.REGISTRY_HEADER_BYTES // 8,))
+    words[L.H_BOOT_ID] ^= np.uint64(1)
+    words.flush()
+    del words
+    proc = run_python("import arrowshm; arrowshm.get('a')", check=False,
+                      env={"ARROWSHM_DIR": disk_dir})
+    assert "AccessDeniedError" in proc.stderr and "before the last reboot" in proc.stderr
+    assert f"rm {disk_dir}/ash-{namespace}-*" in proc.stderr
+    cleanup_namespace(namespace)
+    for e in os.listdir(disk_dir):  # what the operator is told to remove
+        os.unlink(os.path.join(disk_dir, e))
+
+
+def test_the_fallback_without_o_tmpfile_creates_and_refuses_existing(disk_dir: str) -> None:
+    path = f"{disk_dir}/ash-zz-1"
+    seg = Segment._create_named(path, 8192, mode=0o600, populate=False, init=None)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600 and seg.size == 8192
+    with pytest.raises(FileExistsError):
+        Segment._create_named(path, 8192, mode=0o600, populate=False, init=None)
+    assert Segment.open(path).size == 8192
+    os.unlink(path)
+
+
+def test_the_service_reports_the_directory(namespace: str, disk_dir: str,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi.testclient import TestClient
+
+    from arrowshm.service.main import create_app
+
+    monkeypatch.setenv("ARROWSHM_DIR", disk_dir)
+    with TestClient(create_app()) as client:
+        quota = client.get("/v1/quota").json()
+        assert quota["directory"] == disk_dir and quota["shm_total"] > 0
+        assert client.get("/v1/usage").json()["directory"] == disk_dir
+    assert os.path.exists(f"{disk_dir}/ash-{namespace}-reg")
