@@ -17,6 +17,7 @@ import pytest
 
 import arrowshm
 from arrowshm._shm import header
+from arrowshm._shm import layout as L
 from arrowshm._shm.registry import registry_of
 from arrowshm._shm.segment import Segment
 
@@ -89,6 +90,12 @@ def test_info_names_each_reader_of_each_version_and_gc_releases_a_killed_ones_pi
 
     report = arrowshm.gc()
     assert report.pins_released == [f"{name}@2(pid {victim.pid})"]
+    # a freed slot has no start time left over: a reader taking it next never shows a
+    # dead predecessor's start (which would get its own live pin cleared)
+    reg = registry_of(arrowshm.Namespace().name)
+    seg = Segment.open(reg.segment_name(reg.get_entry(name).history()[1]))
+    slots = seg.words[L.S_PINS : L.S_PINS + L.PIN_SLOTS * L.PIN_WORDS].reshape(-1, L.PIN_WORDS)
+    assert all(int(start) == 0 for pid, start, _, _ in slots if int(pid) == 0)
     final = arrowshm.info(name)
     assert final.readers is not None
     assert {(r.version, r.pid) for r in final.readers} == {
