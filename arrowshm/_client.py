@@ -402,7 +402,9 @@ class Client:
                       f"/v1/streams/{self._name(name)}/readers/{int(reader_id)}/evict")
 
     def quota(self) -> dict[str, Any]:
-        """``GET /v1/quota``: ``{"max_bytes", "bytes_used", "namespace"}``."""
+        """``GET /v1/quota``: ``{"max_bytes", "bytes_used", "namespace"}`` and, of the
+        bytes used, ``live_bytes`` and ``spare_bytes``/``spares``, plus the service's
+        ``reserve`` and ``shm_free``/``shm_total``."""
         result: dict[str, Any] = self._request("GET", "/v1/quota")
         return result
 
@@ -417,9 +419,11 @@ class Client:
         result: dict[str, Any] = self._request("PUT", "/v1/quota", json={"max_bytes": max_bytes})
         return result
 
-    def gc(self) -> dict[str, Any]:
-        """``POST /v1/gc``: run the reaper now; returns what it reclaimed."""
-        result: dict[str, Any] = self._request("POST", "/v1/gc")
+    def gc(self, *, spares: bool = False) -> dict[str, Any]:
+        """``POST /v1/gc``: run the reaper now (with *spares*, freeing every spare too);
+        returns what it reclaimed, ``pins_released`` and the spares kept."""
+        result: dict[str, Any] = self._request(
+            "POST", "/v1/gc", json={"spares": True} if spares else None)
         return result
 
     def events(self, *, timeout: float | None = None) -> Iterator[dict[str, Any]]:

@@ -165,3 +165,20 @@ def test_serve_refuses_a_bad_reserve_before_serving() -> None:
                          capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 1
     assert "--reserve 'lots' is not a size" in out.stderr
+
+
+@pytest.mark.timeout(120)
+def test_a_real_serve_with_reserve_and_the_client_frees_spares(tmp_path: Path) -> None:
+    from .helpers import ServeProcess
+
+    sock = tmp_path / "run" / "svc.sock"
+    with ServeProcess("--socket", str(sock), "--reserve", "4M"), arrowshm.Client(sock) as c:
+        assert c.quota()["reserve"] == 4 << 20
+        deadline = time.monotonic() + 60
+        while c.quota()["spare_bytes"] < 2 << 20:  # the service's thread fills it
+            assert time.monotonic() < deadline, c.quota()
+            time.sleep(0.05)
+        report = c.gc(spares=True)
+        assert report["spares_freed"] >= 1 and report["bytes_freed"] >= 2 << 20
+        assert "pins_released" in c.gc()
+    arrowshm.gc(spares=True)  # what the stopped service's reserve refilled meanwhile
