@@ -50,6 +50,7 @@ __all__ = ["DoctorCheck", "DoctorReport", "doctor"]
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 _RANK = {OK: 0, WARN: 1, FAIL: 2}
+FAIL_EXIT = _RANK[FAIL]
 _MIB = 1 << 20
 _GIB = 1 << 30
 DOCKER_DEFAULT_SHM = 64 * _MIB
@@ -509,22 +510,24 @@ def _check_pid_namespace(namespace: str, directory: str) -> DoctorCheck:
             f"namespace {namespace!r} was made before the last reboot: its pids mean nothing "
             "now and no process can join it",
             f"rm {directory}/ash-{namespace}-*  (nothing of it can still be in use)", details)
+    found: list[str] = []
+    fixes: list[str] = []
     if alien:
         names = ", ".join(f"{r.namespace} ({_ns_text(r.pid_ns)})" for r in alien)
-        return DoctorCheck(
-            "pid_namespace", WARN,
+        found.append(
             f"{len(alien)} namespace(s) in {directory} were made in another PID namespace "
             f"than this one (pid:[{ours}]): {names}. Processes of other containers share this "
-            "directory without sharing pids; they cannot share those namespaces with this "
-            "one" + tail,
-            share + "; registries of containers that are gone: rm " + " ".join(
-                f"{directory}/ash-{r.namespace}-*" for r in alien), details)
+            "directory without sharing pids; they cannot share those namespaces with this one")
+        fixes.append(share + "; registries of containers that are gone: rm " + " ".join(
+            f"{directory}/ash-{r.namespace}-*" for r in alien))
     if rebooted:
-        return DoctorCheck(
-            "pid_namespace", WARN,
-            f"{len(rebooted)} namespace(s) in {directory} date from before the last reboot: "
-            + ", ".join(r.namespace for r in rebooted) + tail,
-            "rm " + " ".join(f"{directory}/ash-{r.namespace}-*" for r in rebooted), details)
+        found.append(f"{len(rebooted)} namespace(s) in {directory} date from before the last "
+                     "reboot: " + ", ".join(r.namespace for r in rebooted))
+        fixes.append("nothing of them can still be in use: rm " + " ".join(
+            f"{directory}/ash-{r.namespace}-*" for r in rebooted))
+    if found:
+        return DoctorCheck("pid_namespace", WARN, "; ".join(found) + tail, "\n".join(fixes),
+                           details)
     return DoctorCheck(
         "pid_namespace", OK,
         f"all {len(mine)} registr{'y' if len(mine) == 1 else 'ies'} of yours in {directory} "
@@ -974,7 +977,16 @@ def _guard(name: str, fn: Any, *args: Any) -> DoctorCheck:
 
 
 def main(namespace: str | None, as_json: bool) -> int:
-    """``arrowshm doctor [--json] [--namespace NS]``: print the report, return 0/1/2."""
-    report = doctor(namespace)
+    """``arrowshm doctor [--json] [--namespace NS]``: print the report, return 0/1/2
+    (2 also for a malformed namespace name, which is not a warning)."""
+    import sys
+
+    from ._errors import InvalidNameError
+
+    try:
+        report = doctor(namespace)
+    except InvalidNameError as exc:
+        print(f"arrowshm doctor: error: {exc}", file=sys.stderr)
+        return FAIL_EXIT
     print(report.to_json() if as_json else repr(report))
     return report.exit_code

@@ -148,6 +148,22 @@ def test_a_full_dev_shm_fails(namespace: str) -> None:
 
 @needs_unshare
 @pytest.mark.timeout(180)
+@pytest.mark.parametrize(("setup", "words"), [
+    ("mount -t tmpfs -o size=256m tmpfs /dev/shm", "below 512.0 MiB"),
+    ("mount -t tmpfs -o size=1g tmpfs /dev/shm; fallocate -l 950m /dev/shm/filler",
+     "over 90% used"),
+    ("mount -t ramfs ramfs /dev/shm", "ramfs has no size limit"),
+], ids=["small", "nearly-full", "ramfs"])
+def test_a_small_nearly_full_or_unbounded_dev_shm_warns(namespace: str, setup: str,
+                                                        words: str) -> None:
+    code, report = _doctor(namespace, setup=setup)
+    c = _check(report, "shm_size")
+    assert c["status"] == "WARN" and words in c["message"], c
+    assert code >= 1 and c["fix"]
+
+
+@needs_unshare
+@pytest.mark.timeout(180)
 def test_a_world_writable_directory_without_sticky_bit_warns(namespace: str) -> None:
     _, report = _doctor(namespace, setup="mount -t tmpfs -o size=1g,mode=0777 tmpfs /dev/shm")
     c = _check(report, "directory")
@@ -160,6 +176,7 @@ def test_a_read_only_directory_fails(namespace: str) -> None:
     code, report = _doctor(namespace, setup="mount -t tmpfs -o size=1g,ro tmpfs /dev/shm")
     assert _check(report, "directory")["status"] == "FAIL"
     assert "remount,rw" in _check(report, "directory")["fix"]
+    assert _check(report, "o_tmpfile")["status"] == "FAIL"
     assert code == 2
 
 
@@ -347,6 +364,69 @@ def test_idle_spares_are_what_gc_would_trim(namespace: str,
     arrowshm.delete("s")
 
 
+def test_an_object_squatting_the_namespace_names_warns(namespace: str) -> None:
+    arrowshm.put("t", pa.table({"x": [1]}))
+    link = Path(f"/dev/shm/ash-{namespace}-squat")
+    link.symlink_to("/etc/passwd")
+    try:
+        c = arrowshm.doctor()["stale_objects"]
+        assert c.status == "WARN" and f"/ash-{namespace}-squat" in c.message, c
+        assert "ls -l" in c.fix
+        assert link.is_symlink()  # reported, never touched
+    finally:
+        link.unlink()
+    arrowshm.delete("t")
+
+
+def test_a_corrupt_registry_fails_with_the_command_that_removes_it() -> None:
+    other = unique_namespace("bad")
+    path = Path(f"/dev/shm/ash-{other}-reg")
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    try:
+        os.write(fd, b"not a registry".ljust(1 << 20, b"x"))
+        os.close(fd)
+        report = arrowshm.doctor(other)
+        c = report["namespace"]
+        assert c.status == "FAIL" and c.details["error"] == "CorruptSegmentError", c
+        assert f"rm /dev/shm/ash-{other}-reg" in c.fix
+        assert report.exit_code == 2 and path.exists()
+    finally:
+        cleanup_namespace(other)
+
+
+def test_a_registry_from_before_a_reboot(namespace: str) -> None:
+    """A reboot is simulated by rewriting the boot id in a registry's header (all a
+    reboot changes for a registry on a disk directory)."""
+    from arrowshm._shm import layout as L
+    from arrowshm._shm.segment import Segment
+
+    other = unique_namespace("boot")
+    try:
+        put = subprocess.run(
+            [sys.executable, "-c", "import arrowshm, pyarrow as pa; "
+             "arrowshm.put('x', pa.table({'a': [1]}))"],
+            capture_output=True, text=True, timeout=120, cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "ARROWSHM_NAMESPACE": other})
+        assert put.returncode == 0, put.stderr
+        seg = Segment.open(f"/ash-{other}-reg", writable=True)
+        seg.words[L.H_BOOT_ID] ^= 0x5A5A
+        del seg
+        c = arrowshm.doctor()["pid_namespace"]
+        assert c.status in ("WARN", "FAIL") and other in c.details["before_reboot"], c
+        assert f"rm /dev/shm/ash-{other}-*" in c.fix
+        report = arrowshm.doctor(other)
+        assert report["pid_namespace"].status == "FAIL"
+        assert "before the last reboot" in report["pid_namespace"].message
+    finally:
+        cleanup_namespace(other)
+
+
+def test_a_malformed_namespace_name_exits_2() -> None:
+    out = subprocess.run([sys.executable, "-m", "arrowshm", "doctor", "--namespace", "Bad!"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 2 and "Bad!" in out.stderr
+
+
 # -- PID namespaces ----------------------------------------------------------------------------
 
 CONTAINER_PUT = """
@@ -431,6 +511,15 @@ def test_a_stale_service_socket_warns_and_a_foreign_directory_fails(
     s.close()  # bound, never listening: what a killed service leaves
     c = arrowshm.doctor()["service"]
     assert c.status == "WARN" and "stale socket" in c.message and "arrowshm serve" in c.fix
+    path.unlink()
+    mute = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    mute.bind(str(path))
+    mute.listen(1)  # never accepts: connecting works, no answer comes
+    try:
+        c = arrowshm.doctor()["service"]
+        assert c.status == "WARN" and "does not answer" in c.message, c
+    finally:
+        mute.close()
     run.chmod(0o777)
     c = arrowshm.doctor()["service"]
     assert c.status == "FAIL" and "0777" in c.message, c
