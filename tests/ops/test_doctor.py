@@ -520,6 +520,11 @@ def test_a_stale_service_socket_warns_and_a_foreign_directory_fails(
         assert c.status == "WARN" and "does not answer" in c.message, c
     finally:
         mute.close()
+    if os.geteuid() == 0:  # a socket file of another user
+        os.chown(path, 54321, 54321)
+        c = arrowshm.doctor()["service"]
+        assert c.status == "FAIL" and "uid 54321" in c.message, c
+        os.chown(path, 0, 0)
     run.chmod(0o777)
     c = arrowshm.doctor()["service"]
     assert c.status == "FAIL" and "0777" in c.message, c
