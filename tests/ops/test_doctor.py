@@ -347,6 +347,38 @@ def test_a_segment_leaked_by_a_killed_process_warns_and_gc_is_not_run(namespace:
     assert arrowshm.doctor()["stale_objects"].status == "OK"
 
 
+READER = """
+import time
+import arrowshm
+r = arrowshm.StreamReader("ticks")
+print("attached", r.reader_id, flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.timeout(180)
+def test_a_stream_reader_killed_with_sigkill_is_reported_until_gc_evicts_it(
+        namespace: str) -> None:
+    schema = pa.schema([("x", pa.int64())])
+    with arrowshm.StreamWriter("ticks", schema, capacity_bytes=1 << 20) as w:
+        reader = subprocess.Popen([sys.executable, "-c", READER], stdout=subprocess.PIPE,
+                                  text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert reader.stdout is not None
+        line = reader.stdout.readline().split()
+        assert line[:1] == ["attached"], line
+        assert arrowshm.doctor()["stale_objects"].status == "OK"
+        os.kill(reader.pid, signal.SIGKILL)
+        reader.wait()
+        c = arrowshm.doctor()["stale_objects"]
+        assert c.status == "WARN", c
+        assert c.details["dead_readers"] == [f"ticks#{line[1]}(pid {reader.pid})"]
+        assert "dead stream reader" in c.message
+        assert arrowshm.gc().readers_evicted == [f"ticks#{line[1]}(pid {reader.pid})"]
+        assert arrowshm.doctor()["stale_objects"].status == "OK"
+        w.write(pa.record_batch([pa.array([1])], schema=schema))
+    arrowshm.delete("ticks")
+
+
 def test_idle_spares_are_what_gc_would_trim(namespace: str,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     arrowshm.put("s", pa.table({"x": list(range(1000))}))
