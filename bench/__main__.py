@@ -12,7 +12,9 @@ In one run and on one table per size (int64, float64, utf8; ``make_table``):
   it cannot be had);
 * streams: ``bench/results/stream.json``/``stream.md`` from
   ``bench/bench_stream.py`` (run here as a subprocess when that script exists,
-  reused with ``--stream reuse``).
+  reused with ``--stream reuse``);
+* the C and C++ readers (``bench/bench_clib.py``): first and repeated get beside
+  arrowshm's Python figures.
 
 Writes bench/results/all.json, docs/PERFORMANCE.md and docs/img/*.png.
 
@@ -176,6 +178,24 @@ def main(argv: list[str] | None = None) -> int:
                               "first_get_s": None, "repeat_get_s": None,
                               "e2e_s": r["naive_shm_e2e_s"]}, r["memcpy_s"])
                      for r in ds["rows"]]}
+
+        # readers in other languages: libarrowshm (C) and arrowshm.hpp (C++), same sizes
+        from bench import bench_clib
+
+        print("== C and C++ readers (bench/bench_clib.py)", flush=True)
+        try:
+            clib = bench_clib.run(sizes, reps)
+            for lang, label in (("c", "arrowshm, C reader (libarrowshm)"),
+                                ("cpp", "arrowshm, C++ reader (to arrow::Table)")):
+                if all(lang in r for r in clib["rows"]):
+                    systems[f"arrowshm_{lang}"] = {"label": label, "version": "clib/", "rows": [
+                        _ratios({"size_mib": r["size_mib"], "nbytes": r["nbytes"], "put_s": None,
+                                 "e2e_s": None, **{k: r[lang][k] for k in (
+                                     "first_get_s", "repeat_get_s")}}, memcpy[r["size_mib"]])
+                        for r in clib["rows"]]}
+        except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
+            skipped["arrowshm_c"] = f"the C/C++ readers could not be built or run: {exc}"
+            print(f"   skipped: {exc}", flush=True)
 
         tables = _write_tables(sizes, tmp)
         for name in to_run:

@@ -98,7 +98,8 @@
 /* ---- tuning ---------------------------------------------------------------------- */
 #define GET_RETRIES 64
 #define SEQLOCK_SPINS (1 << 14)
-#define STALL_NS 5000000000LL     /* a record mid-write this long: ASH_EBUSY */
+#define STALL_NS 5000000000LL     /* a record mid-write this long: ASH_EBUSY (default of
+                                     ARROWSHM_STALL_TIMEOUT_S, as on the Python side) */
 #define WAIT_SLICE_NS 250000000LL /* ash_wait re-checks the entry this often */
 #define WAIT_SPINS 2000
 #define NAME_CACHE 64 /* direct-mapped name -> (slot, generation, stamp) */
@@ -377,6 +378,7 @@ struct ash_ns {
     uint64_t capacity;
     uid_t euid;
     uint64_t pid, start;
+    uint64_t stall_ns;
     unsigned fork_gen;
     long views;  /* views outstanding (keep the handle alive after ash_close) */
     int closing;
@@ -668,6 +670,13 @@ int ash_open(const char *namespace_, const char *dir, ash_ns **out) {
         return rc;
     }
     pthread_mutex_init(&ns->mu, NULL);
+    ns->stall_ns = STALL_NS;
+    const char *stall = getenv("ARROWSHM_STALL_TIMEOUT_S");
+    if (stall && *stall) {
+        char *end;
+        double s = strtod(stall, &end);
+        if (end != stall && s >= 0 && s < 1e6) ns->stall_ns = (uint64_t)(s * 1e9);
+    }
     ns->pid = (uint64_t)getpid();
     ns->start = self_start_ticks();
     ns->fork_gen = atomic_load(&g_fork_gen);
@@ -772,12 +781,13 @@ static int read_record(ash_ns *ns, uint64_t slot, uint64_t *rec) {
             cpu_pause();
         }
         uint64_t now = clock_ns(CLOCK_MONOTONIC);
-        if (!deadline) deadline = now + STALL_NS;
+        if (!deadline) deadline = now + ns->stall_ns;
         else if (now > deadline)
             return fail(ASH_EBUSY,
-                        "entry %llu of registry %s/ash-%s-reg has been mid-write for over 5 s: "
-                        "its writer is stopped, or died (`arrowshm gc` recovers a dead one)",
-                        (unsigned long long)slot, ns->dir, ns->name);
+                        "entry %llu of registry %s/ash-%s-reg has been mid-write for over %.3g s "
+                        "(ARROWSHM_STALL_TIMEOUT_S): its writer is stopped, or died (the next "
+                        "writer or `arrowshm gc` recovers a dead one)", (unsigned long long)slot,
+                        ns->dir, ns->name, (double)ns->stall_ns / 1e9);
         struct timespec ts = {0, 100000};
         nanosleep(&ts, NULL);
     }

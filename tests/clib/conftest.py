@@ -27,9 +27,9 @@ HERE = Path(__file__).resolve().parent
 
 @dataclass(frozen=True)
 class Drivers:
-    c: Path
-    cpp: Path | None
-    dir: Path
+    c: Path  # reader.c
+    cpp: Path | None  # reader_cpp.cpp, when a C++ compiler and libarrow exist
+    dir: Path  # also holds fuzz (fuzz.c), example_c and example_cpp (clib/examples)
 
 
 def c_compiler() -> str | None:
@@ -62,18 +62,20 @@ def _key(*parts: str) -> str:
     h = hashlib.sha256()
     for p in parts:
         h.update(p.encode())
-    for f in sorted([*CLIB.glob("arrowshm.[ch]*"), *HERE.glob("*.c"), *HERE.glob("*.cpp")]):
+    for f in sorted([*CLIB.glob("arrowshm.[ch]*"), *CLIB.glob("examples/*"), *HERE.glob("*.c"),
+                     *HERE.glob("*.cpp")]):
         h.update(f.name.encode())
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
 
-def build(flags: tuple[str, ...] = ("-O2",), tag: str = "opt") -> Drivers:
-    """Compile the drivers with *flags* (reused when already built from these sources)."""
+def build(flags: tuple[str, ...] = ("-O2",), tag: str = "opt", *, cpp: bool = True) -> Drivers:
+    """Compile the drivers with *flags* (reused when already built from these sources);
+    the C++ one only with *cpp*."""
     cc = c_compiler()
     if cc is None:
         pytest.skip("no C compiler (cc, gcc or clang) on this machine: libarrowshm untested")
-    cxx, lib = cxx_compiler(), libarrow()
+    cxx, lib = (cxx_compiler(), libarrow()) if cpp else (None, None)
     key = _key(cc, cxx or "", str(lib), pa.__version__, " ".join(flags), tag)
     out = Path(tempfile.gettempdir()) / f"arrowshm-clib-{tag}-{key}"
     done = out / "ok"
@@ -81,22 +83,23 @@ def build(flags: tuple[str, ...] = ("-O2",), tag: str = "opt") -> Drivers:
         work = Path(tempfile.mkdtemp(prefix="arrowshm-clib-build-"))
         cflags = [*flags, "-std=c11", "-Wall", "-Wextra", "-Werror", f"-I{CLIB}"]
         _run([cc, *cflags, "-c", str(CLIB / "arrowshm.c"), "-o", str(work / "arrowshm.o")])
-        _run([cc, *cflags, str(HERE / "reader.c"), str(work / "arrowshm.o"), "-lpthread",
-              "-o", str(work / "reader")])
-        if (HERE / "fuzz.c").exists():
-            _run([cc, *cflags, str(HERE / "fuzz.c"), str(work / "arrowshm.o"), "-lpthread",
-                  "-o", str(work / "fuzz")])
+        for src, prog in ((HERE / "reader.c", "reader"), (HERE / "fuzz.c", "fuzz"),
+                          (CLIB / "examples" / "example.c", "example_c")):
+            _run([cc, *cflags, str(src), str(work / "arrowshm.o"), "-lpthread",
+                  "-o", str(work / prog)])
         if cxx is not None and lib is not None:
-            _run([cxx, *flags, "-std=c++20", f"-I{CLIB}", f"-I{pa.get_include()}",
-                  str(HERE / "reader_cpp.cpp"), str(work / "arrowshm.o"), str(lib),
-                  f"-Wl,-rpath,{lib.parent}", "-lpthread", "-o", str(work / "reader_cpp")])
+            for src, prog in ((HERE / "reader_cpp.cpp", "reader_cpp"),
+                              (CLIB / "examples" / "example.cpp", "example_cpp")):
+                _run([cxx, *flags, "-std=c++20", f"-I{CLIB}", f"-I{pa.get_include()}",
+                      str(src), str(work / "arrowshm.o"), str(lib), f"-Wl,-rpath,{lib.parent}",
+                      "-lpthread", "-o", str(work / prog)])
         (work / "ok").write_text("built\n")
         try:
             work.rename(out)
         except OSError:  # another session built it meanwhile
             shutil.rmtree(work, ignore_errors=True)
-    cpp = out / "reader_cpp"
-    return Drivers(out / "reader", cpp if cpp.exists() else None, out)
+    cpp_path = out / "reader_cpp"
+    return Drivers(out / "reader", cpp_path if cpp_path.exists() else None, out)
 
 
 @pytest.fixture(scope="session")

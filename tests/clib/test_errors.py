@@ -55,7 +55,7 @@ def test_another_users_registry_is_refused(drivers: Drivers) -> None:
         assert os.stat(f"/dev/shm/ash-{ns}-reg").st_uid == user.pw_uid
         out = run(drivers, "open", ns)
         assert out.startswith("open -4 ASH_EACCES"), out
-        assert "belongs to uid {}".format(user.pw_uid) in out, out
+        assert f"belongs to uid {user.pw_uid}" in out, out
 
 
 def test_an_open_mode_or_a_link_is_refused(namespace: str, drivers: Drivers) -> None:

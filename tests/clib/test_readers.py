@@ -46,9 +46,8 @@ def payload_crc(info: arrowshm.DatasetInfo) -> int:
         return zlib.crc32(f.read(n))
 
 
-def start(cmd: list[str | Path], **kw: object) -> subprocess.Popen[str]:
-    return subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, text=True,
-                            **kw)  # type: ignore[call-overload]
+def start(cmd: list[str | Path | int]) -> subprocess.Popen[str]:
+    return subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, text=True)
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 120) -> list[str]:
