@@ -247,12 +247,19 @@ def main(argv: list[str] | None = None) -> int:
         ice, pipe = res["iceoryx2"]["round_trip_median_s"], res["pipe"]["round_trip_median_s"]
         print(f"   round trip median: iceoryx2 {fmt_time(ice)}, "
               f"multiprocessing.Pipe {fmt_time(pipe)}", flush=True)
+    # cold paths: import, the command line, a fresh worker's first get (bench_cold.py)
+    from bench import bench_cold
+
+    print("== cold paths (bench/bench_cold.py)", flush=True)
+    cold = bench_cold.run(quick=args.quick)
+    print("   " + bench_cold.markdown(cold).replace("\n", "\n   ").rstrip(), flush=True)
     cmd = "python -m bench" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
     result = {"machine": machine(), "command": cmd, "mode": "quick" if args.quick else "full",
               "sizes_mib": sizes, "reps": reps, "repeat_get_calls": repeat,
               "memcpy_s": {str(k): v for k, v in memcpy.items()}, "systems": systems,
               "skipped": skipped, "stream": stream, "stream_peers": stream_peers, "datasets": ds,
               "seconds": time.monotonic() - started}
+    result["cold"] = cold
     path = save("all-quick" if args.quick else "all", result)
     print(f"saved {path}", flush=True)
     from bench import plots, report

@@ -67,10 +67,12 @@ from numba.core import caching, config, sigutils
 __all__ = [
     "PACKAGE_DIR",
     "KernelCacheLocator",
+    "KernelFunctionCache",
     "cache_dir",
     "install_cache_locator",
     "preload",
     "source_stamp",
+    "use_kernel_cache",
 ]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -194,6 +196,37 @@ class KernelCacheLocator(caching._CacheLocator):
         return cls(py_func, py_file, path)
 
 
+class KernelFunctionCache(caching.FunctionCache):
+    """numba's function cache, loading a cached kernel without a full target refresh.
+
+    numba's ``Cache.load_overload`` first calls ``target_context.refresh()``, which
+    the first time in a process imports and installs every typing and lowering
+    registry numba has (linalg, random, typed containers, ...): about 200 ms, half
+    of ``import numba`` again, spent by the first kernel loaded even though
+    loading compiled code needs none of it. Loading needs the code generator and
+    the NRT runtime's symbols (numba's array unboxing calls them), so this cache
+    initializes exactly those (``rtsys.initialize``) and then loads as numba does.
+    Compiling — a cache miss, or a kernel inlined into a new caller — goes through
+    numba's compiler, which refreshes the contexts itself, so nothing that
+    compiles ever runs with a partial context.
+    """
+
+    def load_overload(self, sig: Any, target_context: Any) -> Any:
+        from numba.core.runtime import nrt
+
+        nrt.rtsys.initialize(target_context)
+        with self._guard_against_spurious_io_errors():
+            return self._load_overload(sig, target_context)  # type: ignore[no-untyped-call]
+        return None  # an I/O error the guard swallowed: numba compiles instead
+
+
+def use_kernel_cache(dispatcher: Any) -> Any:
+    """Give *dispatcher* a :class:`KernelFunctionCache` (if caching is on for it)."""
+    if isinstance(getattr(dispatcher, "_cache", None), caching.FunctionCache):
+        dispatcher._cache = KernelFunctionCache(dispatcher.py_func)  # type: ignore[no-untyped-call]
+    return dispatcher
+
+
 def install_cache_locator() -> None:
     """Put :class:`KernelCacheLocator` first in numba's locator list (idempotent)."""
     impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl")  # noqa: B009
@@ -207,9 +240,9 @@ def preload(dispatchers: Iterable[Any]) -> int:
 
     A lazily compiled kernel (``@kernel``) is otherwise loaded from the cache at
     its first call, which then costs milliseconds (reading the index and the
-    object code, linking it, and numba typing the arguments — the first typing of
-    an array imports ``numpy.ma``). Calling this once when a process attaches moves
-    that off the first call. Only overloads whose cache key (signature, codegen
+    object code, linking it, and numba typing the arguments — whose first typing
+    of an array in Python imports ``numpy.ma``). Calling this once when a process
+    attaches moves that off the first call. Only overloads whose cache key (signature, codegen
     magic, bytecode hash) matches are loaded, so a stale or missing cache simply
     loads nothing: the kernels then compile on first call as before.
 
@@ -228,9 +261,12 @@ def preload(dispatchers: Iterable[Any]) -> int:
     Nothing: a cache that cannot be read is skipped (the first call loads or
     compiles as usual).
     """
-    numba.typeof(np.empty(1, np.uint64))  # type: ignore[no-untyped-call]  # numba's first array typing imports numpy.ma
+    # numba's C dispatch falls back to typing an array in Python (for a read-only
+    # or unaligned one, say), and the first such typing imports numpy.ma: do it now
+    numba.typeof(np.empty(1, np.uint64))  # type: ignore[no-untyped-call]
     loaded = 0
     for disp in dispatchers:
+        use_kernel_cache(disp)  # (a kernel decorated with numba.njit directly)
         cache: Any = getattr(disp, "_cache", None)
         cache_file: Any = getattr(cache, "_cache_file", None)
         if cache is None or cache_file is None:  # NullCache: caching disabled for it

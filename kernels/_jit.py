@@ -33,9 +33,11 @@ from typing import Any, TypeVar, cast
 import numpy as np
 import numpy.typing as npt
 from numba import njit, types
+from numba.core import typeinfer
+from numba.core.dispatcher import Dispatcher
 from numba.extending import intrinsic
 
-from ._cache import install_cache_locator
+from ._cache import install_cache_locator, use_kernel_cache
 
 # Every kernel module imports this one before its first ``@njit``, and numba binds
 # a function to its cache locator when ``@njit`` runs: register ours now.
@@ -70,8 +72,12 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def kernel(fn: _F) -> _F:
-    """Compile ``fn`` with ``@njit(nogil=True, cache=True)``, keeping its signature."""
-    return cast(_F, njit(nogil=True, cache=True)(fn))
+    """Compile ``fn`` with ``@njit(nogil=True, cache=True)``, keeping its signature.
+
+    The dispatcher loads cached code through :class:`arrowshm.kernels._cache.
+    KernelFunctionCache` (no full numba target refresh for a cache hit).
+    """
+    return cast(_F, use_kernel_cache(njit(nogil=True, cache=True)(fn)))
 
 
 def kernel_with_signatures(signatures: list[Any]) -> Callable[[_F], _F]:
@@ -85,7 +91,15 @@ def kernel_with_signatures(signatures: list[Any]) -> Callable[[_F], _F]:
     """
 
     def wrap(fn: _F) -> _F:
-        return cast(_F, njit(signatures, nogil=True, cache=True)(fn))
+        # what njit(signatures, ...) does, with our cache in place before the first load
+        disp = use_kernel_cache(njit(nogil=True, cache=True)(fn))
+        if not isinstance(disp, Dispatcher):  # NUMBA_DISABLE_JIT: the Python function
+            return fn
+        with typeinfer.register_dispatcher(disp):
+            for sig in signatures:
+                disp.compile(sig)
+            disp.disable_compile()
+        return cast(_F, disp)
 
     return wrap
 

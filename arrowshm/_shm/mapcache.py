@@ -31,6 +31,7 @@ the ``get`` by at most that long.
 
 from __future__ import annotations
 
+import _thread
 import collections
 import queue
 import threading
@@ -52,7 +53,7 @@ _pending: collections.deque[object] = collections.deque()  # superseded, to drop
 PERIOD_S = 0.1  # the release thread drops what nobody collected at least this often
 _AWAKE_S = 10.0  # ... and keeps its timer running this long after the last activity
 _graveyard: queue.SimpleQueue[object] = queue.SimpleQueue()
-_undertaker: tuple[int, threading.Thread] | None = None
+_undertaker: tuple[int, int] | None = None  # (pid, thread id) of the release thread
 
 
 # read once, at import (a get must not pay for environment lookups)
@@ -150,9 +151,10 @@ def collect() -> None:
 def _ensure_thread() -> None:
     global _undertaker
     if _undertaker is None or _undertaker[0] != identity()[0]:  # (none after a fork)
-        thread = threading.Thread(target=_bury, name="arrowshm-housekeeper", daemon=True)
-        thread.start()
-        _undertaker = (identity()[0], thread)
+        # a bare thread (daemon-like: not joined at exit): threading.Thread.start()
+        # blocks until the new thread has run, milliseconds on a busy machine, and
+        # this runs when a process attaches — inside a fresh worker's first get
+        _undertaker = (identity()[0], _thread.start_new_thread(_bury, ()))
 
 
 # the thread starts when the process first uses a namespace, not inside its first get
