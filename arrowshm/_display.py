@@ -143,12 +143,12 @@ def _list_rows(infos: Sequence[DatasetInfo]) -> list[list[object]]:
 
 def usage_line(u: Usage) -> str:
     """``'memory: 1.2 GiB live, 3 spares 256.0 MiB (reclaimable), quota none; /dev/shm
-    20.1 GiB free'``."""
+    20.1 GiB free'`` (the namespace's directory: /dev/shm or ``ARROWSHM_DIR``)."""
     quota = "none" if u.quota is None else human_bytes(u.quota)
     reserve = f", reserve {human_bytes(u.reserve)}" if u.reserve else ""
     return (f"memory: {human_bytes(u.live_bytes)} live, {u.spares} spare"
             f"{'s' if u.spares != 1 else ''} {human_bytes(u.spare_bytes)} (reclaimable"
-            f"{reserve}), quota {quota}; /dev/shm {human_bytes(u.shm_free)} free of "
+            f"{reserve}), quota {quota}; {u.directory} {human_bytes(u.shm_free)} free of "
             f"{human_bytes(u.shm_total)}")
 
 

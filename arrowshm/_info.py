@@ -188,7 +188,8 @@ class DatasetInfo:
         Process that published this version.
     namespace : str
     segment : str
-        The POSIX shared-memory name of this version.
+        The POSIX shared-memory name of this version (``/ash-…``), or its file's
+        absolute path when the namespace lives outside /dev/shm (``ARROWSHM_DIR``).
     readers : tuple of VersionReader, or None
         The processes holding a table of any retained version (the pins of
         each retained version's segment, newest version first). Filled by
