@@ -18,6 +18,7 @@
 #include <arrow/ipc/api.h>
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -112,15 +113,23 @@ class Namespace {
     if (buf->batch_length() != 0) {
       std::shared_ptr<arrow::Schema> schema = CachedSchema(buf->schema_fp());
       if (schema) {
-        auto slice = arrow::SliceBuffer(whole, static_cast<int64_t>(buf->batch_offset()),
-                                        static_cast<int64_t>(buf->batch_length()));
-        arrow::io::BufferReader reader(slice);
-        ARROW_ASSIGN_OR_RAISE(auto message, arrow::ipc::ReadMessage(&reader));
-        if (!message) return arrow::Status::SerializationError("arrowshm: no batch message");
+        // an encapsulated message: 0xFFFFFFFF, int32 metadata length, metadata, body
+        const int64_t off = static_cast<int64_t>(buf->batch_offset());
+        const int64_t len = static_cast<int64_t>(buf->batch_length());
+        uint32_t marker = 0;
+        int32_t meta = 0;
+        std::memcpy(&marker, buf->data() + off, 4);
+        std::memcpy(&meta, buf->data() + off + 4, 4);
+        if (marker != 0xFFFFFFFFu || meta <= 0 || meta % 8 != 0 || 8 + int64_t{meta} > len)
+          return arrow::Status::SerializationError("arrowshm: bad record-batch message");
+        ARROW_ASSIGN_OR_RAISE(
+            auto message,
+            arrow::ipc::Message::Open(arrow::SliceBuffer(whole, off + 8, meta),
+                                      arrow::SliceBuffer(whole, off + 8 + meta, len - 8 - meta)));
         arrow::ipc::DictionaryMemo memo;
         ARROW_ASSIGN_OR_RAISE(auto batch, arrow::ipc::ReadRecordBatch(*message, schema, &memo,
                                                                       Options()));
-        return arrow::Table::FromRecordBatches(schema, {batch});
+        return arrow::Table::Make(schema, batch->columns(), batch->num_rows());
       }
     }
     auto input = std::make_shared<arrow::io::BufferReader>(whole);
