@@ -19,7 +19,8 @@ router = APIRouter(prefix="/v1", tags=["lifecycle"])
 @router.get("/quota", summary="Namespace quota and memory", response_model=Quota,
             description="The byte quota the data plane enforces on every put, the bytes in "
                         "use, how many of them are live data and how many spares "
-                        "(reclaimable), the reserve, and the space of /dev/shm.",
+                        "(reclaimable), the reserve, and the space of the directory holding the "
+                        "segments (/dev/shm, or `ARROWSHM_DIR`: `directory`).",
             responses=error_responses(401))
 def get_quota(ns: NamespaceDep) -> dict[str, Any]:
     return lifecycle.quota(ns)

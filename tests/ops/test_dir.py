@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -261,6 +262,46 @@ def test_the_fallback_without_o_tmpfile_creates_and_refuses_existing(disk_dir: s
         Segment._create_named(path, 8192, mode=0o600, populate=False, init=None)
     assert Segment.open(path).size == 8192
     os.unlink(path)
+
+
+_KILLED_WRITER = """
+import time, pyarrow as pa, arrowshm
+b = arrowshm.build("killed", pa.schema([("x", pa.int64())]), 100_000)
+b.__enter__()
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.timeout(180)
+def test_a_real_service_serves_and_reaps_a_disk_directory(
+        namespace: str, disk_dir: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.service.helpers import ServeProcess
+
+    sock = tmp_path / "run" / "svc.sock"
+    monkeypatch.setenv("ARROWSHM_DIR", disk_dir)
+    arrowshm.put("a", pa.table({"x": [1, 2]}))
+    with ServeProcess("--socket", str(sock)) as srv, arrowshm.Client(sock) as c:
+        assert c.quota()["directory"] == disk_dir
+        assert [d["name"] for d in c.list_datasets()] == ["a"]
+        writer = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER],
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            assert writer.stdout is not None
+            assert writer.stdout.readline().strip() == "ready"
+            assert len(data_objects(namespace)) == 2
+        finally:
+            writer.kill()
+            writer.wait()
+        deadline = time.monotonic() + 60  # the service's reaper (every 0.2 s) frees it
+        while len(data_objects(namespace)) != 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(data_objects(namespace)) == 1, srv.logs()
+        assert all(n.startswith(disk_dir + "/") for n in data_objects(namespace))
+        c.delete_dataset("a")
+        c.gc(spares=True)  # (the deleted version became a spare)
+    assert data_objects(namespace) == []
 
 
 def test_the_service_reports_the_directory(namespace: str, disk_dir: str,
