@@ -173,7 +173,8 @@ int main(int argc, char** argv) {
     uint64_t after = 0;
     std::shared_ptr<arrow::Table> held;
     std::printf("ready\n");
-    for (int i = 0; i < reps; i++) {  // first get of each new version Python puts
+    // first get of each new version Python puts (versions 1..reps; one may be missed)
+    for (int i = 0; i < reps && after < static_cast<uint64_t>(reps); i++) {
       after = ns->Wait(name, after, 30000000000LL).ValueOrDie();
       double t0 = now_ns();
       auto t = ns->GetTable(name).ValueOrDie();
