@@ -115,7 +115,8 @@ typedef struct ash_entry {
 int ash_open(const char *namespace_, const char *dir, ash_ns **out);
 
 /* Close a namespace handle. Views still held stay valid: the handle is freed when
- * the last of them is released. */
+ * the last of them is released. Touches no shared word. A handle keeps the registry it
+ * opened: if the namespace is removed and made again, open a new handle. */
 void ash_close(ash_ns *ns);
 
 /* Pin version `version` (0 = the latest) of dataset `name` and describe it in *view.
@@ -169,8 +170,12 @@ int ash_wait(ash_ns *ns, const char *name, uint64_t after_version, int64_t timeo
 
 /* Fill out[0..cap) with the live entries (datasets and streams) and return how many
  * there are (which may exceed cap: call again with a larger array), or a negative
- * status. Each entry is consistent (generation and record seqlocks as in ash_get);
- * the set is not a snapshot. Entries with impossible fields are skipped. */
+ * status. Each entry is consistent; the set is not a snapshot. Entries with
+ * impossible fields (a name length over 208) or stuck mid-write are skipped.
+ * Memory ordering: per slot, state and generation acquire loads, name, kind and
+ * name-length words relaxed, the record through the seqlock (seq acquire, words
+ * relaxed, fence(acquire), seq relaxed), then fence(acquire) and the generation again
+ * (relaxed): a different generation means the slot changed, and it is read again. */
 long ash_list(ash_ns *ns, ash_entry *out, size_t cap);
 
 /* The name of a status code ("ASH_ENOTFOUND: not found"). */
