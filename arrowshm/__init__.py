@@ -15,6 +15,7 @@ leaves behind is reclaimed by ``gc``.
 
 import contextlib
 import sys
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
 from ._errors import (
@@ -35,6 +36,33 @@ from ._errors import (
     WaitTimeoutError,
     WriterExistsError,
 )
+
+if _TYPE_CHECKING:  # the lazily resolved names (see _HOME), for type checkers and docs
+    from ._api import (
+        build,
+        delete,
+        gc,
+        get,
+        info,
+        list_datasets,
+        list_streams,
+        put,
+        ref,
+        reserve,
+        stream_info,
+        usage,
+        wait,
+    )
+    from ._client import Client
+    from ._datasets.build import TableBuilder
+    from ._display import DatasetList
+    from ._doctor import DoctorCheck, DoctorReport, doctor
+    from ._info import DatasetInfo, GcReport, ReaderInfo, Ref, StreamInfo, Usage, VersionReader
+    from ._interop import to_pandas
+    from ._mirror import Mirror, MirrorStatus, mirror, mirror_statuses, raise_from_flight
+    from ._namespace import Namespace
+    from ._streams.reader import StreamReader
+    from ._streams.writer import StreamWriter
 
 __version__ = "0.1.0"
 
@@ -147,14 +175,16 @@ def _load_data_plane() -> None:
     fresh worker's first ``get`` does not pay for reading and linking them.
     """
     from . import _api, _info, _namespace
-    from .kernels import _cache, registry, seqlock
+    from .kernels import _cache, atomics, pins, registry, seqlock
 
     for name, home in _HOME.items():
         module = {"._api": _api, "._info": _info, "._namespace": _namespace}.get(home)
         if module is not None:
             _public(name, getattr(module, name))
+    # what a get calls (found by tracing a fresh worker's first get and release)
     _cache.preload([registry.registry_entry_stamp, registry.registry_find,
-                    seqlock.seqlock_try_read])
+                    seqlock.seqlock_try_read, atomics.atomic_load, pins.pin_version,
+                    pins.unpin])
 
 
 for _name in __all__:

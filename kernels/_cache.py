@@ -244,7 +244,10 @@ def preload(dispatchers: Iterable[Any]) -> int:
     of an array in Python imports ``numpy.ma``). Calling this once when a process
     attaches moves that off the first call. Only overloads whose cache key (signature, codegen
     magic, bytecode hash) matches are loaded, so a stale or missing cache simply
-    loads nothing: the kernels then compile on first call as before.
+    loads nothing: the kernels then compile on first call as before. A kernel with
+    fixed signatures (``kernel_with_signatures``) gets all of them, as its first
+    use would (compiled if the cache lacks one, as ``njit(signatures)`` would at
+    import).
 
     Parameters
     ----------
@@ -266,6 +269,11 @@ def preload(dispatchers: Iterable[Any]) -> int:
     numba.typeof(np.empty(1, np.uint64))  # type: ignore[no-untyped-call]
     loaded = 0
     for disp in dispatchers:
+        materialize = getattr(disp, "_materialize", None)
+        if materialize is not None:  # fixed signatures (_jit.kernel_with_signatures)
+            materialize()
+            loaded += len(disp.overloads)
+            continue
         use_kernel_cache(disp)  # (a kernel decorated with numba.njit directly)
         cache: Any = getattr(disp, "_cache", None)
         cache_file: Any = getattr(cache, "_cache_file", None)

@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit, types
 from numba.core import typeinfer
-from numba.core.dispatcher import Dispatcher
+from numba.core.registry import CPUDispatcher
 from numba.extending import intrinsic
 
 from ._cache import install_cache_locator, use_kernel_cache
@@ -80,25 +80,67 @@ def kernel(fn: _F) -> _F:
     return cast(_F, use_kernel_cache(njit(nogil=True, cache=True)(fn)))
 
 
+class _FixedSignatureDispatcher(CPUDispatcher):
+    """A dispatcher compiled for exactly its declared signatures, on first use.
+
+    ``njit(signatures)`` compiles (or loads from the cache) every signature when
+    the module is imported; for the Python-facing wrappers that is a dozen
+    overloads loaded by every process whether it calls them or not. This class
+    defers that to the first use — a call from Python, typing a call from other
+    ``@njit`` code, or introspection (``signatures``) — and then does exactly what
+    ``njit(signatures)`` does: compile every declared signature and disable
+    compilation, so a call never specialises on the caller's argument types.
+    """
+
+    _pending: list[Any] | None = None
+
+    def _materialize(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            with typeinfer.register_dispatcher(self):
+                for sig in pending:
+                    self.compile(sig)
+                self.disable_compile()
+
+    def _compile_for_args(self, *args: Any, **kws: Any) -> Any:
+        if self._pending is None:
+            return super()._compile_for_args(*args, **kws)  # type: ignore[misc]
+        self._materialize()
+        return self  # numba's C dispatch then calls this, now with every overload
+
+    def get_call_template(self, args: Any, kws: Any) -> Any:
+        self._materialize()
+        return super().get_call_template(args, kws)
+
+    @property
+    def signatures(self) -> list[Any]:
+        self._materialize()
+        return list(super().signatures)
+
+    @property
+    def nopython_signatures(self) -> list[Any]:
+        self._materialize()
+        return list(super().nopython_signatures)
+
+
 def kernel_with_signatures(signatures: list[Any]) -> Callable[[_F], _F]:
-    """Like :func:`kernel` but compiled eagerly for exactly ``signatures``.
+    """Like :func:`kernel` but compiled for exactly ``signatures``.
 
     Used for the Python-facing wrappers: numba's lazy dispatcher types a
     Python ``int`` argument as ``int64`` once an ``int64`` specialisation
     exists, so a later call with a value >= 2**63 fails with
     ``OverflowError`` depending on call order. Fixed unsigned signatures make
-    every value in ``[0, 2**64)`` work, always.
+    every value in ``[0, 2**64)`` work, always. Every signature is compiled (or
+    loaded from the cache) at the kernel's first use, not at import
+    (:class:`_FixedSignatureDispatcher`).
     """
 
     def wrap(fn: _F) -> _F:
-        # what njit(signatures, ...) does, with our cache in place before the first load
         disp = use_kernel_cache(njit(nogil=True, cache=True)(fn))
-        if not isinstance(disp, Dispatcher):  # NUMBA_DISABLE_JIT: the Python function
-            return fn
-        with typeinfer.register_dispatcher(disp):
-            for sig in signatures:
-                disp.compile(sig)
-            disp.disable_compile()
+        if type(disp) is not CPUDispatcher:  # NUMBA_DISABLE_JIT: the Python function
+            return cast(_F, disp)
+        disp.__class__ = _FixedSignatureDispatcher
+        cast(_FixedSignatureDispatcher, disp)._pending = list(signatures)
         return cast(_F, disp)
 
     return wrap
