@@ -85,9 +85,38 @@ def _stream(mode: str, quick: bool) -> dict[str, Any] | None:
             "mtime": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(js.stat().st_mtime))}
 
 
-def _stream_has(word: str) -> bool:
+def _stream_has_iceoryx2() -> bool:
+    """True when bench/results/stream.json holds an iceoryx2 figure (not merely a note
+    saying it was absent)."""
     js = RESULTS / "stream.json"
-    return js.exists() and word in js.read_text().lower()
+    if not js.exists():
+        return False
+    try:
+        rt = json.loads(js.read_text()).get("round_trip_1_row") or {}
+    except ValueError:
+        return False
+    return bool(rt.get("iceoryx2_arrow"))
+
+
+def _ensure_iceoryx2(install: bool) -> str | None:
+    """bench_stream.py measures iceoryx2 in this interpreter: pip-install it here when
+    missing (install mode); None when importable, else why not (printed loudly)."""
+    check = [sys.executable, "-c", "import iceoryx2"]
+    if subprocess.run(check, capture_output=True).returncode == 0:
+        return None
+    if install:
+        print("== installing iceoryx2 into this environment (pip install iceoryx2), for "
+              "bench/bench_stream.py", flush=True)
+        r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "iceoryx2"],
+                           capture_output=True, text=True, timeout=600)
+        if r.returncode == 0 and subprocess.run(check, capture_output=True).returncode == 0:
+            return None
+        why = "pip install iceoryx2 failed: " + " | ".join(r.stderr.strip().splitlines()[-2:])
+    else:
+        why = ("iceoryx2 is not installed in this environment and this mode installs "
+               "nothing (`pip install iceoryx2`, or run without --quick/--no-install)")
+    print(f"!! ICEORYX2 ABSENT from the stream table: {why}", file=sys.stderr, flush=True)
+    return why
 
 
 def _ratios(row: dict[str, Any], memcpy: float) -> dict[str, Any]:
@@ -122,9 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     repeat = 100 if args.quick else 200
     names = [n for n in args.peers.split(",") if n]
     stream_mode = args.stream or ("reuse" if args.quick else "run")
-    if stream_mode != "skip" and not _stream_has("iceoryx"):
-        names += [n for n in peers_mod.STREAM_PEERS if n not in names]
     install = not (args.quick or args.no_install)
+    iceoryx2_absent = None
+    if stream_mode == "run":
+        iceoryx2_absent = _ensure_iceoryx2(install or args.install_only)
+    if stream_mode != "skip" and (iceoryx2_absent or not _stream_has_iceoryx2()):
+        names += [n for n in peers_mod.STREAM_PEERS if n not in names]
     started = time.monotonic()
     logdir = peers_mod.VENVS / "logs"  # git-ignored, beside the environments
     logdir.mkdir(parents=True, exist_ok=True)
@@ -197,6 +229,24 @@ def main(argv: list[str] | None = None) -> int:
             skipped["arrowshm_c"] = f"the C/C++ readers could not be built or run: {exc}"
             print(f"   skipped: {exc}", flush=True)
 
+        # a new name per put (cold, spares, reserve) and end-to-end for a new name
+        nn_sizes = [64] if args.quick else [64, 256, 512]
+        print(f"== arrowshm, new name per put: {nn_sizes} MiB, {reps} reps", flush=True)
+        new_name = bench_datasets.run_new_name(nn_sizes, reps,
+                                               e2e_mib=None if args.quick else 256)
+        if not args.quick:
+            save("new_name", new_name)
+        # small tables and 1 KiB batches against multiprocessing.Queue, same run
+        from bench import bench_small
+
+        print("== small messages (bench_small)", flush=True)
+        small = bench_small.run(args.quick, reps)
+        if not args.quick:
+            save("small", small)
+        small_files = [(rows, bench_small.write_small_file(rows, tmp / f"small-{rows}.arrow"))
+                       for rows in bench_small.ROWS]
+        small_peers: dict[str, dict[int, float]] = {}
+
         tables = _write_tables(sizes, tmp)
         for name in to_run:
             m = peers_mod.meta(name)
@@ -204,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             print(f"== {name}", flush=True)
             res = peers_mod.run(name, tables, reps, repeat, tmp,
-                                timeout=(100 if args.quick else None))
+                                timeout=(150 if args.quick else None), small=small_files,
+                                small_n=small["counts"]["tab_q"])
             (logdir / f"{name}.stderr.log").write_bytes(
                 (tmp / name / "stderr.log").read_bytes()
                 if (tmp / name / "stderr.log").exists() else b"")
@@ -216,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
                             memcpy[r["size_mib"]]) for r in res["rows"]]
             systems[name] = {"label": m["label"], "version": res.get("version", ""),
                              "rows": rows, "seconds": res["seconds"]}
+            if res.get("small"):
+                small_peers[m["label"]] = {r["rows"]: r["per_s"] for r in res["small"]}
+                print("   small tables: " + ", ".join(
+                    f"{r['rows']} rows {r['per_s']:,.0f}/s" for r in res["small"]), flush=True)
             for r in rows:
                 print("   " + ", ".join(f"{k[:-2]} {fmt_time(r[k])}" for k in FIGURES
                                         if r.get(k) is not None) + f" ({r['size_mib']} MiB)",
@@ -258,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
               "sizes_mib": sizes, "reps": reps, "repeat_get_calls": repeat,
               "memcpy_s": {str(k): v for k, v in memcpy.items()}, "systems": systems,
               "skipped": skipped, "stream": stream, "stream_peers": stream_peers, "datasets": ds,
+              "new_name": new_name, "small": small, "small_peers": small_peers,
+              "iceoryx2_absent": iceoryx2_absent,
               "seconds": time.monotonic() - started}
     result["cold"] = cold
     path = save("all-quick" if args.quick else "all", result)

@@ -103,14 +103,20 @@ def _kill_session(proc: subprocess.Popen[bytes], workdir: Path) -> None:
 
 
 def run(name: str, tables: list[tuple[int, Path]], reps: int, repeat: int, workdir: Path,
-        timeout: float | None = None) -> dict[str, Any]:
-    """Run one peer's driver; returns its JSON, or {"error": ...} (never raises)."""
+        timeout: float | None = None, small: list[tuple[int, Path]] | None = None,
+        small_n: int = 2000) -> dict[str, Any]:
+    """Run one peer's driver; returns its JSON, or {"error": ...} (never raises).
+
+    *small*: (rows, IPC file of distinct tables) for the small-table throughput, passed
+    to the peers whose META says ``"small": True``."""
     m = meta(name)
     wd = workdir / name
     wd.mkdir(parents=True, exist_ok=True)
     cmd = [str(python_of(m)), str(HERE / f"{name}_peer.py"),
            "--tables", ",".join(f"{s}={p}" for s, p in tables),
            "--reps", str(reps), "--repeat", str(repeat), "--workdir", str(wd)]
+    if small and m.get("small"):
+        cmd += ["--small", ",".join(f"{r}={p}" for r, p in small), "--small-n", str(small_n)]
     env = dict(os.environ)
     env.update(m.get("env", {}))
     env.pop("PYTHONPATH", None)

@@ -67,12 +67,19 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--repeat", type=int, default=200)
     p.add_argument("--workdir", required=True)
+    p.add_argument("--small", default="", help="ROWS=PATH,...: small-table throughput")
+    p.add_argument("--small-n", type=int, default=2000, help="small tables per run")
     a = p.parse_args(argv)
     tables = []
     for item in filter(None, a.tables.split(",")):
         size, path = item.split("=", 1)
         tables.append((int(size), path))
-    return {"tables": tables, "reps": a.reps, "repeat": a.repeat, "workdir": a.workdir}
+    small = []
+    for item in filter(None, a.small.split(",")):
+        rows, path = item.split("=", 1)
+        small.append((int(rows), path))
+    return {"tables": tables, "reps": a.reps, "repeat": a.repeat, "workdir": a.workdir,
+            "small": small, "small_n": a.small_n}
 
 
 class Store:
@@ -93,6 +100,19 @@ class Store:
     def close(self) -> None:
         pass
 
+    def handle_for(self, tag: int, i: int) -> Any:
+        """The handle of small table *i* of run *tag*, known to both sides in advance
+        (stores whose objects can be named by the producer, e.g. Plasma's ObjectID)."""
+        raise NotImplementedError
+
+    def put_as(self, table: pa.Table, handle: Any) -> None:
+        """Put *table* under the pre-agreed *handle* (see :meth:`handle_for`)."""
+        raise NotImplementedError
+
+    def get_wait(self, handle: Any) -> pa.Table:
+        """The object of *handle*, waiting for it to be created."""
+        raise NotImplementedError
+
 
 def _consumer_main(conn: Any, store: Store) -> None:
     store.connect()
@@ -112,6 +132,16 @@ def _consumer_main(conn: Any, store: Store) -> None:
                 held = store.get(cmd[1])
                 t1 = now()
                 conn.send((t1, (t1 - t0) / 1e9, held.num_rows))
+            elif op == "small":  # get small tables 0..n-1 of run tag as they appear
+                _, tag, n = cmd
+                held = None
+                conn.send("ready")
+                rows = 0
+                for i in range(n):
+                    t = store.get_wait(store.handle_for(tag, i))
+                    rows += t.num_rows
+                    del t
+                conn.send((now(), n, rows))
             elif op == "repeat":
                 held = None
                 times = []
@@ -145,6 +175,22 @@ class PipeConsumer:
     def release(self) -> None:
         self.conn.send(("release",))
         self.conn.recv()
+
+    def small_run(self, store: Store, tables: list[pa.Table], n: int,
+                  tag: int) -> tuple[int, int, int, int]:
+        """Put *n* small tables under pre-agreed handles while the consumer gets each
+        one: (t0, t_last_get, received, rows received)."""
+        self.conn.send(("small", tag, n))
+        assert self.conn.recv() == "ready"
+        time.sleep(0.05)
+        k = len(tables)
+        t0 = now()
+        for i in range(n):
+            store.put_as(tables[i % k], store.handle_for(tag, i))
+        t_end, got, rows = self.conn.recv()
+        for i in range(n):
+            store.free(store.handle_for(tag, i))
+        return t0, t_end, got, rows
 
     def stop(self) -> None:
         with contextlib.suppress(OSError):
@@ -201,3 +247,36 @@ def handoff(store: Store, consumer: Any, opts: dict[str, Any]) -> list[dict[str,
 
 def pid_env() -> dict[str, str]:
     return {"pid": str(os.getpid())}
+
+
+def load_small(path: str) -> list[pa.Table]:
+    """The distinct small tables of one size: the record batches of the file, one table
+    each."""
+    import pyarrow as pa
+
+    with pa.OSFile(path, "rb") as f:
+        r = pa.ipc.open_file(f)
+        return [pa.Table.from_batches([r.get_batch(i)]) for i in range(r.num_record_batches)]
+
+
+def small_tables(store: Store, consumer: Any, opts: dict[str, Any]) -> list[dict[str, Any]]:
+    """Small tables per second: the producer puts ``small_n`` distinct tables (cycling
+    through the file's), the consumer obtains every one; the rate counts what the
+    consumer received, from the producer's first put to the consumer's last get."""
+    out = []
+    tag = 1
+    for rows, path in opts["small"]:
+        tables = load_small(path)
+        consumer.small_run(store, tables, 200, tag)  # warm up
+        tag += 1
+        rates = []
+        for _ in range(opts["reps"]):
+            t0, t_end, got, nrows = consumer.small_run(store, tables, opts["small_n"], tag)
+            tag += 1
+            if got != opts["small_n"] or nrows != got * rows:
+                raise RuntimeError(f"consumer received {got} tables / {nrows} rows of "
+                                   f"{opts['small_n']} x {rows}")
+            rates.append(got / ((t_end - t0) / 1e9))
+        out.append({"rows": rows, "per_s": median(rates), "runs": rates, "n": opts["small_n"]})
+        log(f"{rows}-row tables: {median(rates):,.0f}/s")
+    return out

@@ -31,6 +31,7 @@ META = {
     "requirements": ["ray==2.60.*", "pyarrow==26.0.1", "numpy"],
     "check": "import ray",
     "timeout": 900,
+    "small": True,
     "env": {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_DOCKER_CPU_WARNING": "1"},
 }
 
@@ -79,6 +80,10 @@ class ActorConsumer:
                 self.held = None
                 return True
 
+            def small(self, refs: list[Any]) -> tuple[int, int]:
+                t = ray.get(refs[0])
+                return _proto.now(), t.num_rows
+
         self.ray = ray
         self.actor = Consumer.remote()  # type: ignore[attr-defined]
         ray.get(self.actor.release.remote())
@@ -91,6 +96,21 @@ class ActorConsumer:
 
     def release(self) -> None:
         self.ray.get(self.actor.release.remote())
+
+    def small_run(self, store: Any, tables: list[pa.Table], n: int,
+                  tag: int) -> tuple[int, int, int, int]:
+        """ray.put each table and hand its ref to the actor (one call per table, as a
+        pipeline passes refs); the actor gets each one in order."""
+        k = len(tables)
+        t0 = _proto.now()
+        refs = []
+        calls = []
+        for i in range(n):
+            ref = self.ray.put(tables[i % k])
+            refs.append(ref)
+            calls.append(self.actor.small.remote([ref]))
+        done = self.ray.get(calls)
+        return t0, max(t for t, _ in done), len(done), sum(r for _, r in done)
 
     def stop(self) -> None:
         self.ray.kill(self.actor)
@@ -109,7 +129,8 @@ def main() -> int:
                  configure_logging=False)
         consumer = ActorConsumer()
         rows = _proto.handoff(RayStore(), consumer, opts)
-        _proto.emit({"version": "ray " + ray.__version__, "rows": rows})
+        small = _proto.small_tables(RayStore(), consumer, opts) if opts["small"] else []
+        _proto.emit({"version": "ray " + ray.__version__, "rows": rows, "small": small})
     finally:
         if consumer is not None:
             with contextlib.suppress(Exception):
