@@ -702,6 +702,9 @@ static void ns_free(ash_ns *ns) {
 
 void ash_close(ash_ns *ns) {
     if (!ns) return;
+    /* in a fork child: nothing (its views' release is a no-op too, and the mutex may be
+     * held by a thread the fork left behind); the memory is the child's own copy */
+    if (ns->fork_gen != atomic_load_explicit(&g_fork_gen, memory_order_relaxed)) return;
     pthread_mutex_lock(&ns->mu);
     ns->closing = 1;
     int last = ns->views == 0;
@@ -1118,14 +1121,13 @@ int ash_get(ash_ns *ns, const char *name, uint64_t version, ash_view *view) {
     if (!valid_name(name, &len))
         return fail(ASH_EINVAL, "invalid name \"%.210s\": use 1-200 characters of letters, "
                     "digits and . _ - / : with no empty or '..' component", name);
+    int rc = check_ns(ns); /* before the mutex: a fork child may find it held forever */
+    if (rc != ASH_OK) return rc;
     pthread_mutex_lock(&ns->mu);
-    int rc = check_ns(ns);
-    if (rc == ASH_OK) {
-        name_slot *c = name_cache(ns, name, len);
-        rc = get_locked(ns, c, version, view);
-        if (rc != ASH_OK) memset(view, 0, sizeof *view);
-        trim_idle(ns);
-    }
+    name_slot *c = name_cache(ns, name, len);
+    rc = get_locked(ns, c, version, view);
+    if (rc != ASH_OK) memset(view, 0, sizeof *view);
+    trim_idle(ns);
     pthread_mutex_unlock(&ns->mu);
     return rc;
 }
@@ -1135,11 +1137,12 @@ void ash_release(ash_view *view) {
     ash_map *m = view->_pin;
     ash_ns *ns = m->ns;
     memset(view, 0, sizeof *view);
+    /* a fork child never touches its parent's pins (nor the mutex, which a thread of
+     * the parent may have held at the fork): the parent releases them */
+    if (ns->fork_gen != atomic_load_explicit(&g_fork_gen, memory_order_relaxed)) return;
     pthread_mutex_lock(&ns->mu);
-    int forked = ns->fork_gen != atomic_load_explicit(&g_fork_gen, memory_order_relaxed);
     if (--m->refs == 0) {
-        if (!forked) unpin(m, ns->pid); /* (a fork child's pid holds no pin of its own) */
-        m->pin_slot = -1;
+        unpin(m, ns->pid);
         trim_idle(ns);
     }
     int last = --ns->views == 0 && ns->closing;
@@ -1197,21 +1200,19 @@ int ash_wait(ash_ns *ns, const char *name, uint64_t after_version, int64_t timeo
         uint64_t now = clock_ns(CLOCK_MONOTONIC);
         int64_t remaining = timeout_ns < 0 ? INT64_MAX : (int64_t)(start + (uint64_t)timeout_ns - now);
         uint64_t event = ld_acq(W(r, H_EVENT_SEQ)); /* before the lookup: no missed event */
-        pthread_mutex_lock(&ns->mu);
         int rc = check_ns(ns);
+        if (rc != ASH_OK) return rc;
         uint64_t slot = 0, gen = 0;
         int found = 0;
-        if (rc == ASH_OK) {
-            name_slot *c = name_cache(ns, name, len);
-            if (c->slot != UINT64_MAX && entry_stamp(ns, c->slot, c->generation) == -1) forget(c);
-            if (lookup(ns, c) == 0) {
-                found = 1;
-                slot = c->slot;
-                gen = c->generation;
-            }
+        pthread_mutex_lock(&ns->mu);
+        name_slot *c = name_cache(ns, name, len);
+        if (c->slot != UINT64_MAX && entry_stamp(ns, c->slot, c->generation) == -1) forget(c);
+        if (lookup(ns, c) == 0) {
+            found = 1;
+            slot = c->slot;
+            gen = c->generation;
         }
         pthread_mutex_unlock(&ns->mu);
-        if (rc != ASH_OK) return rc;
         int64_t slice = remaining < WAIT_SLICE_NS ? remaining : WAIT_SLICE_NS;
         if (found) {
             uint64_t kind = ld_rlx(W(r, ew(slot, E_KIND)));
@@ -1239,9 +1240,7 @@ int ash_wait(ash_ns *ns, const char *name, uint64_t after_version, int64_t timeo
 /* ---- list ------------------------------------------------------------------------------------ */
 long ash_list(ash_ns *ns, ash_entry *out, size_t cap) {
     if (!ns || (!out && cap)) return fail(ASH_EINVAL, "ash_list: ns is NULL, or out is NULL");
-    pthread_mutex_lock(&ns->mu);
     int rc = check_ns(ns);
-    pthread_mutex_unlock(&ns->mu);
     if (rc != ASH_OK) return rc;
     uint8_t *r = ns->reg;
     long n = 0;

@@ -13,7 +13,8 @@
  *    recycling the segment; the mapping is kept until the last view of it goes.
  *  - Never write through view.data (the payload is mapped read-only: a write is SIGSEGV).
  *  - Release every view you got, once; a view does not survive fork() (the child must
- *    not use or release its parent's views; it opens its own namespace).
+ *    not use its parent's handle or views: ash_get & co. return ASH_EFORKED there, and
+ *    ash_release/ash_close do nothing; it opens its own namespace).
  *  - A killed reader's pins are reaped by `arrowshm gc` (pins record pid + start time).
  *
  * Thread safety: every function may be called from any thread; an ash_ns serializes

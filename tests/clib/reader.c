@@ -5,6 +5,7 @@
  *   reader wait NS NAME AFTER MS     block in ash_wait, print what woke it
  *   reader open NS [DIR]             ash_open's status and message
  *   reader list NS                   the live entries
+ *   reader fork NS NAME              hold a view across fork(): what the child may do
  *   reader bench NS NAME K           first get of K new versions (after ash_wait), repeated get
  */
 #define _GNU_SOURCE
@@ -12,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "arrowshm.h"
 
@@ -110,6 +113,35 @@ int main(int argc, char **argv) {
         int rc = ash_wait(ns, argv[3], strtoull(argv[4], NULL, 10),
                           (int64_t)strtoll(argv[5], NULL, 10) * 1000000LL, &got);
         printf("woke %d %llu %s\n", rc, (unsigned long long)got, rc ? ash_errmsg() : "");
+    } else if (!strcmp(mode, "fork") && argc >= 4) {
+        /* hold a view, fork: the child's calls on the parent's handle are refused and its
+         * release is a no-op; the parent still holds its pin until told to let go */
+        ash_view v;
+        int rc = ash_get(ns, argv[3], 0, &v);
+        if (rc) { printf("error %d %s\n", rc, ash_errmsg()); return 1; }
+        uint32_t before = crc32(v.data, v.length);
+        fflush(stdout);
+        pid_t child = fork();
+        if (child == 0) {
+            ash_view w;
+            int crc = ash_get(ns, argv[3], 0, &w);
+            ash_release(&v);
+            ash_close(ns);
+            ash_ns *own = NULL;
+            int orc = ash_open(nsname, NULL, &own);
+            int grc = orc ? orc : ash_get(own, argv[3], 0, &w);
+            printf("child get %d own %d\n", crc, grc);
+            if (!grc) ash_release(&w);
+            ash_close(own);
+            _exit(0);
+        }
+        int status;
+        waitpid(child, &status, 0);
+        printf("parent holding %d\n", (int)getpid());
+        char line[16];
+        if (!fgets(line, sizeof line, stdin)) return 1;
+        printf("parent crc %s\n", crc32(v.data, v.length) == before ? "same" : "changed");
+        ash_release(&v);
     } else if (!strcmp(mode, "list")) {
         ash_entry e[64];
         long n = ash_list(ns, e, 64);

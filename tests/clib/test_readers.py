@@ -189,3 +189,29 @@ def test_c_reader_get_of_versions_list_and_wrong_kind(namespace: str, drivers: D
         assert listed[0] == "list 2"
         assert sorted(listed[1:]) == ["E r 1 3 100", "E st 2 1 0"]
     arrowshm.delete("st")
+
+
+def test_a_fork_child_cannot_use_or_release_its_parents_pins(
+    namespace: str, drivers: Drivers
+) -> None:
+    arrowshm.put("f", table_of(1, 1000))
+    proc = subprocess.Popen([str(drivers.c), "fork", namespace, "f"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline().split() == ["child", "get", "-12", "own", "0"]
+        holding = proc.stdout.readline().split()
+        assert holding[:2] == ["parent", "holding"]
+        readers = arrowshm.info("f").readers or ()
+        assert int(holding[2]) in [r.pid for r in readers if r.alive], "the child released it"
+        for v in range(2, 50):  # the held segment must not be recycled meanwhile
+            arrowshm.put("f", table_of(v, 1000))
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().split() == ["parent", "crc", "same"]
+        proc.wait(30)
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
