@@ -184,7 +184,7 @@ def run(quick: bool = False, reps: int | None = None,
     started = time.monotonic()
     load = os.getloadavg()
     try:
-        result = {
+        result: dict[str, Any] = {
             "machine": machine(),
             "loadavg_at_start": load,
             "start_up": start_up(n_start, env),
