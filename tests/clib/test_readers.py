@@ -215,3 +215,13 @@ def test_a_fork_child_cannot_use_or_release_its_parents_pins(
         if proc.poll() is None:
             proc.kill()
             proc.wait(30)
+
+
+def test_cpp_exports_through_the_arrow_c_stream_interface_zero_copy(
+    namespace: str, cpp_driver: Path
+) -> None:
+    arrowshm.put("s", table_of(1, 5000))
+    r = subprocess.run([str(cpp_driver), "stream", namespace, "s"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r
+    assert r.stdout.split() == ["stream", "rows", "5000", "inside", "1"], r.stdout
