@@ -126,9 +126,9 @@ class Namespace {
             auto message,
             arrow::ipc::Message::Open(arrow::SliceBuffer(whole, off + 8, meta),
                                       arrow::SliceBuffer(whole, off + 8 + meta, len - 8 - meta)));
-        arrow::ipc::DictionaryMemo memo;
-        ARROW_ASSIGN_OR_RAISE(auto batch, arrow::ipc::ReadRecordBatch(*message, schema, &memo,
-                                                                      Options()));
+        // (no dictionaries in a located batch: the empty memo is only read)
+        ARROW_ASSIGN_OR_RAISE(auto batch, arrow::ipc::ReadRecordBatch(*message, schema, &memo_,
+                                                                      options_));
         return arrow::Table::Make(schema, batch->columns(), batch->num_rows());
       }
     }
@@ -186,6 +186,8 @@ class Namespace {
   }
 
   ash_ns* ns_;
+  const arrow::ipc::IpcReadOptions options_ = Options();
+  const arrow::ipc::DictionaryMemo memo_;
   std::mutex mu_;
   std::unordered_map<uint64_t, std::shared_ptr<arrow::Schema>> schemas_;
 };
