@@ -132,7 +132,9 @@ def worker_gets(sizes: list[int], reps: int, env: dict[str, str]) -> list[dict[s
             runs = []
             for _ in range(reps):
                 out = subprocess.run([sys.executable, "-c", _CHILD], env=env, input=payload,
-                                     capture_output=True, check=True)
+                                     capture_output=True)
+                if out.returncode:
+                    raise RuntimeError(f"worker failed: {out.stderr.decode()[-2000:]}")
                 runs.append(json.loads(out.stdout.decode().strip().splitlines()[-1]))
             rows.append({
                 "size_mib": size,
