@@ -46,7 +46,7 @@ from .._proc import identity
 from . import header
 from . import layout as L
 from .context import Context
-from .segment import Segment, shm_dir_bytes
+from .segment import SHM_DIR, Segment, shm_dir_bytes
 from .spares import SpareSlot, SpareTable
 
 __all__ = [
@@ -70,9 +70,10 @@ _MIB = 1 << 20
 _DEFAULT_CAP = 1 << 30
 
 
-def limit_bytes() -> int:
-    """Most bytes spares may hold (``ARROWSHM_SPARE_BYTES``; 0 turns spares off)."""
-    default = min(_DEFAULT_CAP, shm_dir_bytes() // 8)
+def limit_bytes(directory: str = SHM_DIR) -> int:
+    """Most bytes spares may hold (``ARROWSHM_SPARE_BYTES``; 0 turns spares off); by
+    default an eighth of the filesystem of the namespace's *directory*, at most 1 GiB."""
+    default = min(_DEFAULT_CAP, shm_dir_bytes(directory) // 8)
     legacy = os.environ.get("ARROWSHM_POOL_BYTES", "").strip()  # the old name
     if legacy and not os.environ.get("ARROWSHM_SPARE_BYTES", "").strip():
         return int(env_number("ARROWSHM_POOL_BYTES", default))
@@ -121,7 +122,7 @@ def give(ctx: Context, segment_id: int, seg: Segment) -> bool:
     process) a spare; False when it is not kept (then the caller frees it):
     spares are off, it is larger than the bound, it is not a dataset segment, or
     another process changed it meanwhile."""
-    limit = max(limit_bytes(), reserve_target(ctx))
+    limit = max(limit_bytes(ctx.directory), reserve_target(ctx))
     seen = header.facts(seg)
     if (limit <= 0 or seg.size > limit or not seg.writable or seen is None
             or seen.kind != L.KIND_DATASET
@@ -302,7 +303,7 @@ def trim(ctx: Context) -> tuple[int, int]:
     recover(ctx)
     count, freed = free(ctx, older_than=idle_seconds())
     table = _table(ctx)
-    limit = max(limit_bytes(), reserve_target(ctx))
+    limit = max(limit_bytes(ctx.directory), reserve_target(ctx))
     held = sum(s.nbytes for s in table.slots())
     if held > limit:
         c, b = free(ctx, need=held - limit)

@@ -157,7 +157,12 @@ def spares() -> None:
 
 def full() -> None:
     """A put that does not fit the (small) filesystem of DIR raises ShmFullError
-    naming DIR, and leaves nothing behind."""
+    naming DIR, and leaves nothing behind; spares are bounded by DIR's size."""
+    from arrowshm._shm.pool import limit_bytes
+    from arrowshm._shm.segment import shm_dir_bytes
+
+    assert "ARROWSHM_SPARE_BYTES" not in os.environ
+    assert limit_bytes(DIR) == shm_dir_bytes(DIR) // 8 < shm_dir_bytes() // 8
     arrowshm.put("small", _table(10))
     try:
         arrowshm.put("huge", _table(4_000_000))
