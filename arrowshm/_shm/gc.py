@@ -120,7 +120,7 @@ def preview(ctx: Context) -> GcPreview:
     idle = [s for s in ready if s.since_ns < idle_before]
     left = sorted((s for s in ready if s not in idle), key=lambda s: -s.nbytes)
     over = sum(s.nbytes for s in table.slots()) - sum(s.nbytes for s in idle) - max(
-        pool.limit_bytes(), pool.reserve_target(ctx))
+        pool.limit_bytes(ctx.directory), pool.reserve_target(ctx))
     for s in left:
         if over <= 0:
             break
