@@ -9,7 +9,7 @@ does not know arrowshm still handles it sensibly::
     ├── InvalidNameError(ValueError)            name or namespace is malformed
     ├── InvalidArgumentError(ValueError)        any other bad argument
     │   └── SchemaMismatchError                 batch schema differs from the stream's
-    ├── ShmFullError(MemoryError)               /dev/shm has no room (ENOSPC)
+    ├── ShmFullError(MemoryError)               /dev/shm (or ARROWSHM_DIR) has no room
     ├── QuotaExceededError                      namespace byte quota would be exceeded
     ├── RegistryFullError                       the namespace's registry has no free entry
     ├── WaitTimeoutError(TimeoutError)          a wait or a blocked write timed out
@@ -101,8 +101,9 @@ class SchemaMismatchError(InvalidArgumentError):
 
 
 class ShmFullError(ArrowShmError, MemoryError):
-    """Raised when /dev/shm cannot hold a new segment (ENOSPC); nothing is
-    left half-created. In Docker, raise the limit with ``--shm-size``."""
+    """Raised when /dev/shm (or the namespace's ``ARROWSHM_DIR``, which the message
+    and the ``directory`` field name) cannot hold a new segment (ENOSPC); nothing
+    is left half-created. In Docker, raise the limit with ``--shm-size``."""
 
 
 class QuotaExceededError(ArrowShmError):
