@@ -181,10 +181,19 @@ def _load_data_plane() -> None:
         module = {"._api": _api, "._info": _info, "._namespace": _namespace}.get(home)
         if module is not None:
             _public(name, getattr(module, name))
-    # what a get calls (found by tracing a fresh worker's first get and release)
+    # what a get calls (found by tracing a fresh worker's first get and release), on
+    # the only arrays it passes: 64-bit words of writable mappings
     _cache.preload([registry.registry_entry_stamp, registry.registry_find,
                     seqlock.seqlock_try_read, atomics.atomic_load, pins.pin_version,
-                    pins.unpin])
+                    pins.unpin], accept=_get_path_args)
+
+
+def _get_path_args(args: tuple[_Any, ...]) -> bool:
+    from numba import types
+
+    return all(not isinstance(a, types.Literal) and (
+        not isinstance(a, types.Array) or (a.dtype == types.uint64 and a.mutable))
+        for a in args)
 
 
 for _name in __all__:

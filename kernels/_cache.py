@@ -55,7 +55,7 @@ import platform
 import stat
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -235,24 +235,34 @@ def install_cache_locator() -> None:
         classes.insert(0, KernelCacheLocator)
 
 
-def preload(dispatchers: Iterable[Any]) -> int:
-    """Load every overload the cache holds for *dispatchers*; compile nothing.
+def _from_python(args: tuple[Any, ...]) -> bool:
+    """Whether a call from Python can have these argument types (no literals)."""
+    return not any(isinstance(a, numba.types.Literal) for a in args)
+
+
+def preload(dispatchers: Iterable[Any],
+            accept: Callable[[tuple[Any, ...]], bool] = _from_python) -> int:
+    """Load the overloads the cache holds for *dispatchers*; compile nothing.
 
     A lazily compiled kernel (``@kernel``) is otherwise loaded from the cache at
     its first call, which then costs milliseconds (reading the index and the
     object code, linking it, and numba typing the arguments — whose first typing
     of an array in Python imports ``numpy.ma``). Calling this once when a process
-    attaches moves that off the first call. Only overloads whose cache key (signature, codegen
-    magic, bytecode hash) matches are loaded, so a stale or missing cache simply
-    loads nothing: the kernels then compile on first call as before. A kernel with
-    fixed signatures (``kernel_with_signatures``) gets all of them, as its first
-    use would (compiled if the cache lacks one, as ``njit(signatures)`` would at
-    import).
+    attaches moves that off the first call. Only overloads whose cache key
+    (signature, codegen magic, bytecode hash) matches are loaded, so a stale or
+    missing cache simply loads nothing: the kernels then compile on first call as
+    before. A kernel with fixed signatures (``kernel_with_signatures``) keeps them
+    pending: a call that none of the loaded overloads matches exactly compiles or
+    loads all of them first, as ``njit(signatures)`` would have at import.
 
     Parameters
     ----------
     dispatchers
-        numba dispatchers of this package (``@kernel`` functions).
+        numba dispatchers of this package.
+    accept
+        Which cached argument types to load (default: any a call from Python can
+        have — the index also holds the literal specialisations of calls from
+        other ``@njit`` code, which Python never dispatches to).
 
     Returns
     -------
@@ -264,16 +274,11 @@ def preload(dispatchers: Iterable[Any]) -> int:
     Nothing: a cache that cannot be read is skipped (the first call loads or
     compiles as usual).
     """
-    # numba's C dispatch falls back to typing an array in Python (for a read-only
-    # or unaligned one, say), and the first such typing imports numpy.ma: do it now
+    # numba's C dispatch types an array kind it has not seen in Python, and the
+    # first such typing imports numpy.ma: do it now
     numba.typeof(np.empty(1, np.uint64))  # type: ignore[no-untyped-call]
     loaded = 0
     for disp in dispatchers:
-        materialize = getattr(disp, "_materialize", None)
-        if materialize is not None:  # fixed signatures (_jit.kernel_with_signatures)
-            materialize()
-            loaded += len(disp.overloads)
-            continue
         use_kernel_cache(disp)  # (a kernel decorated with numba.njit directly)
         cache: Any = getattr(disp, "_cache", None)
         cache_file: Any = getattr(cache, "_cache_file", None)
@@ -285,7 +290,8 @@ def preload(dispatchers: Iterable[Any]) -> int:
             for key in list(index):
                 sig = key[0]
                 args, _ = sigutils.normalize_signature(sig)  # type: ignore[no-untyped-call]
-                if key != cache._index_key(sig, codegen) or tuple(args) in disp.overloads:
+                if (key != cache._index_key(sig, codegen) or tuple(args) in disp.overloads
+                        or not accept(tuple(args))):
                     continue
                 disp.compile(sig)  # a cache hit by construction of the key
                 loaded += 1
