@@ -359,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         notes.append(why)
         res["round_trip_1_row"]["iceoryx2"] = None
+        print(f"!! ICEORYX2 ABSENT from this stream table: {why}", file=sys.stderr, flush=True)
 
     print("1 KiB throughput ...", file=sys.stderr)
     s = [tp_stream(KIB, n_kib, 64 << 20) for _ in range(reps)]

@@ -85,8 +85,108 @@ def stream_figures(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return figs
 
 
+def _verdict(ok: bool | None) -> str:
+    return "—" if ok is None else ("met" if ok else "NOT met")
+
+
+def _peer_row(result: dict[str, Any], name: str, size: int) -> dict[str, Any] | None:
+    s = result["systems"].get(name)
+    return _row(s, size) if s else None
+
+
 def goals(result: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(goal, measured, verdict) for arrowshm, from this run."""
+    """(goal, measured, verdict) for arrowshm, from this run: every goal of issue 14, then
+    the steady-state goals of earlier rounds, then references to the figures other
+    benchmarks own (cold paths: bench_cold; the C library: bench_clib)."""
+    a = result["systems"].get("arrowshm")
+    if not a:
+        return []
+    out: list[tuple[str, str, str]] = []
+    nn = result.get("new_name") or {}
+    rows = nn.get("rows") or []
+    for key, goal, limit in (
+        ("spare_own", "new-name put, 64–512 MiB, spares exist: ≤ 1.3× memcpy in the process "
+         "that retired them", 1.3),
+        ("spare_other", "new-name put, 64–512 MiB, spares exist: ≤ 2× memcpy in another "
+         "process of the same user", 2.0),
+        ("reserve_fresh", "new-name put with `reserve`, first put of that size in a fresh "
+         "process: ≤ 2× memcpy (as another process)", 2.0),
+    ):
+        if rows:
+            txt = ", ".join(f"{r['size_mib']} MiB {fmt_time(r[key + '_s'])} = "
+                            f"{r[key + '_x_memcpy']:.2f}×" for r in rows)
+            if key == "reserve_fresh":
+                txt += ("; the process's very first put (4 KiB) before it: " + ", ".join(
+                    fmt_time(r["fresh_first_tiny_put_s"]) for r in rows))
+            elif key == "spare_own":
+                txt += "; cold (no spare): " + ", ".join(
+                    f"{r['cold_x_memcpy']:.1f}×" for r in rows)
+            out.append((goal, txt, _verdict(all(r[key + "_x_memcpy"] <= limit for r in rows))))
+        else:
+            out.append((goal, "not measured in this run", "—"))
+    e = nn.get("e2e")
+    out.append(("end-to-end, new name, 256 MiB (put here, `wait` + `get` there) ≤ 1.5× memcpy",
+                f"{fmt_time(e['e2e_s'])} = {e['e2e_x_memcpy']:.2f}× with a spare; cold "
+                f"{e['e2e_cold_x_memcpy']:.1f}×" if e else "not measured in this run",
+                _verdict(e["e2e_x_memcpy"] <= 1.5) if e else "—"))
+    worst = max(a["rows"], key=lambda r: r["first_get_s"])
+    out.append(("first get of a never-mapped version ≤ 100 µs at every size (warm consumer)",
+                ", ".join(f"{r['size_mib']} MiB {fmt_time(r['first_get_s'])}" for r in a["rows"]),
+                _verdict(worst["first_get_s"] <= 100e-6)))
+    out.append(("… also as the second get of a fresh process; import ≤ 1.3× numba + pyarrow; "
+                "`arrowshm --help` ≤ 0.15 s; fresh worker's first get < 5 ms",
+                "cold paths: see bench/results/cold.md (`python -m bench.bench_cold`)",
+                "see there"))
+    sm = result.get("small") or {}
+    rep = [f"{r['size_mib']} MiB {fmt_time(r['repeat_get_s'])}" for r in a["rows"]]
+    rg = sm.get("repeated_get_us")
+    txt = (f"{rg:.2f} µs per call (loop of 20,000 `arrowshm.get`); " if rg else "") + \
+        "timed one call at a time: " + ", ".join(rep)
+    out.append(("repeated get ≤ 2 µs", txt,
+                _verdict(rg <= 2.0) if rg else _verdict(
+                    max(r["repeat_get_s"] for r in a["rows"]) <= 2e-6)))
+    for rows_n in ("100", "1000"):
+        t = (sm.get("tables") or {}).get(rows_n)
+        if not t:
+            continue
+        goal = (f"{int(rows_n):,}-row tables ≥ 20× multiprocessing.Queue"
+                + (" (issue 14 names 100 rows)" if rows_n == "1000" else ""))
+        txt = (f"Queue {t['queue_per_s']:,.0f}/s; `put` + `wait`/`get` {t['put_get_per_s']:,.0f}/s "
+               f"= {t['put_get_ratio']:.1f}×; stream {t['stream_one_ratio']:.1f}×; stream "
+               f"bursts (`write_many`/`read_many`) {t['stream_many_per_s']:,.0f}/s = "
+               f"{t['stream_many_ratio']:.1f}×")
+        best = max(t["put_get_ratio"], t["stream_one_ratio"], t["stream_many_ratio"])
+        verdict = ("met with stream bursts only; NOT met by put + get" if best >= 20
+                   and t["put_get_ratio"] < 20 else _verdict(best >= 20))
+        out.append((goal, txt, verdict))
+    k = sm.get("stream_1kib")
+    if k:
+        best = max(k["ratio_one_vs_queue"], k["ratio_many_vs_queue"])
+        out.append(("1 KiB stream batches ≥ 20× multiprocessing.Queue",
+                    f"Queue {k['queue_one_per_s']:,.0f}/s; `write` + iteration "
+                    f"{k['arrowshm_one_per_s']:,.0f}/s = {k['ratio_one_vs_queue']:.1f}×; "
+                    f"bursts {k['arrowshm_many_per_s']:,.0f}/s = {k['ratio_many_vs_queue']:.1f}×",
+                    _verdict(best >= 20)))
+    r1, p1 = _row(a, 1), _peer_row(result, "plasma", 1)
+    if r1 and p1 and p1.get("put_s"):
+        out.append(("put of a 1 MiB table at least as fast as Plasma's",
+                    f"arrowshm {fmt_time(r1['put_s'])}, Plasma {fmt_time(p1['put_s'])}",
+                    _verdict(r1["put_s"] <= p1["put_s"])))
+    elif r1:
+        out.append(("put of a 1 MiB table at least as fast as Plasma's",
+                    f"arrowshm {fmt_time(r1['put_s'])}; Plasma not in this run", "—"))
+    out.append(("after `delete` + any process's `gc`, /dev/shm holds only the registry, live "
+                "versions and the spares `gc` reports (within the bound)",
+                "a correctness goal: checked by the tests (tests/arrowshm spares and gc tests), "
+                "not a benchmark figure", "see tests"))
+    out.append(("issue 16: the C library's figures", "see bench/results/clib.md "
+                "(`python -m bench.bench_clib`)", "see there"))
+    out += _old_goals(result)
+    return out
+
+
+def _old_goals(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The goals of earlier rounds (steady state, streams), from this run."""
     a = result["systems"].get("arrowshm")
     if not a:
         return []
@@ -95,7 +195,7 @@ def goals(result: dict[str, Any]) -> list[tuple[str, str, str]]:
         r = _row(a, size)
         if r:
             x = r["put_x_memcpy"]
-            out.append((f"steady-state put ≤ 1.3× memcpy at {size} MiB",
+            out.append((f"steady-state put (same name) ≤ 1.3× memcpy at {size} MiB",
                         f"{fmt_time(r['put_s'])} vs memcpy "
                         f"{fmt_time(result['memcpy_s'][str(size)])} = {x:.2f}×",
                         "met" if x <= 1.3 else "NOT met"))
@@ -107,17 +207,9 @@ def goals(result: dict[str, Any]) -> list[tuple[str, str, str]]:
             o = _row(s, 512)
             if name != "arrowshm" and o and o.get("e2e_x_memcpy") is not None:
                 others.append(f"{s['label']} {o['e2e_x_memcpy']:.1f}×")
-        out.append(("end-to-end ≤ 1.5× memcpy at 512 MiB",
+        out.append(("end-to-end, same name, ≤ 1.5× memcpy at 512 MiB",
                     f"{fmt_time(r['e2e_s'])} = {x:.2f}× (same run: {', '.join(others)})",
                     "met" if x <= 1.5 else "NOT met"))
-    worst = max(a["rows"], key=lambda r: r["first_get_s"])
-    out.append(("first get of a new version in another process ≤ 100 µs at every size",
-                ", ".join(f"{r['size_mib']} MiB {fmt_time(r['first_get_s'])}" for r in a["rows"]),
-                "met" if worst["first_get_s"] <= 100e-6 else "NOT met"))
-    worst = max(a["rows"], key=lambda r: r["repeat_get_s"])
-    out.append(("repeated get ≤ 10 µs",
-                ", ".join(f"{r['size_mib']} MiB {fmt_time(r['repeat_get_s'])}" for r in a["rows"]),
-                "met" if worst["repeat_get_s"] <= 10e-6 else "NOT met"))
     sf = stream_figures(result)
     rt = {k: v["round_trip_s"] for k, v in sf.items() if "round_trip_s" in v}
     mine = {k: v for k, v in rt.items() if "arrowshm" in k.lower()}
@@ -216,6 +308,24 @@ def markdown(result: dict[str, Any], images: dict[str, Path], doc: Path) -> str:
         "end-to-end includes the actor call.",
         "",
     ]
+    if result.get("new_name"):
+        from bench.bench_datasets import markdown_new_name
+
+        L += ["## A new name per put", "",
+              "Issue 14's case: a pipeline publishing each result under a new name. Every "
+              "peer's put in the side-by-side table above already is a put of a new object "
+              "(the previous one freed, its store recycling the memory).", "",
+              _demote(markdown_new_name(result["new_name"])), ""]
+    if result.get("small"):
+        from bench.bench_small import markdown as small_markdown
+
+        peers = {f"{label} (`put` + consumer `get` of each, same tables)":
+                 {int(k): v for k, v in rates.items()}
+                 for label, rates in (result.get("small_peers") or {}).items()}
+        L += [_demote(small_markdown(result["small"], peers)), ""]
+    if result.get("iceoryx2_absent"):
+        L += [f"**iceoryx2 absent from the stream results of this run**: "
+              f"{result['iceoryx2_absent']}", ""]
     if result["skipped"]:
         L += ["### Not run", ""]
         L += [f"- **{n}**: {why}" for n, why in result["skipped"].items()]
