@@ -27,13 +27,15 @@ A `put` is a whole publication: claim a segment (a spare of the namespace), writ
 Arrow IPC stream into it, publish the registry entry under its seqlock, retire the
 version it supersedes (back into the spare table), and build the returned `DatasetInfo`;
 the consumer's `wait` + `get` reads the entry and pins, maps (once) and decodes the
-version. Profiled with pyinstrument (100-row tables, put + wait + get in one process,
-about 350–490 µs a round on this shared machine; of the time attributed to Python
-frames `put` takes 72 %, `get` 13 %, `wait` 12 %). Of the put, returning the
-retired segment to the spare table (`_shm/pool.give`: `limit_bytes()` with a statvfs of
-/dev/shm and an environment parse, two scans of the spare table in `_make_room`) 30 %,
-claiming a spare (`pool.take`: a scan and sort of the spare table, the header's pin
-check) 25 %, the registry publish 22 %, pyarrow's stream writer about 10 %.
+version. Profiled (pyinstrument, then each part timed by wrapping it, 3,000 puts of
+100-row tables in one process, load average about 3): a put took 237 µs, of which
+claiming a spare (`_shm/pool.take`: a scan and sort of the namespace's spare table,
+the header's pin check) 63 µs, returning the retired version to the spare table
+(`pool.retire`/`give`: `limit_bytes()`, two scans of the table in `_make_room`, the
+header CAS) 61 µs, the registry publish under the entry's seqlock 45 µs, the returned
+`DatasetInfo` 6 µs, and sizing plus pyarrow's stream writer most of the rest; `wait`
+16 µs, a `get` of the new version about 70 µs (an unchanged one 1–2 µs). Caching
+`limit_bytes()` saved only 6 µs: the spare path costs its table scans and kernel calls.
 Queue pickles a 100-row table in about 100 µs round trip, so 20× would leave
 a put + get about 5 µs in all: an order of magnitude below one registry publication
 plus one segment claim in Python. What reaches that rate is a **stream**: the same
@@ -42,9 +44,10 @@ tables as record batches of one `StreamWriter`, read by a `StreamReader`, with b
 above measures it. The floor of a stream is pyarrow's per-batch cost (reading one IPC
 message into a `RecordBatch` about 1.9 µs, sizing and writing one about 2.5 µs), which
 is also why 1 KiB batches stay under 20× a Queue that moves them at 25–50 k/s: 20× would
-need under 1–2 µs a batch on each side. A faster spare path for small segments (cache
-the spare bound, one scan per put, or keep a small retired segment in the process's own
-free list) belongs to `arrowshm/_shm/pool.py`."""
+need under 1–2 µs a batch on each side. A spare path without table scans for small
+segments (say, a small retired segment kept in the writing process's own free list, as
+before spares) would take about half off a small put, still far from 20×; it belongs
+to `arrowshm/_shm/pool.py`."""
 
 
 def _cell(r: dict[str, Any] | None, key: str) -> str:
