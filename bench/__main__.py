@@ -10,9 +10,16 @@ In one run and on one table per size (int64, float64, utf8; ``make_table``):
   in ``bench/peers/`` (own virtual environment under ``bench/.venvs/``,
   installed by this command unless ``--no-install``; skipped with a note when
   it cannot be had);
+* a new name per put (``bench_datasets.run_new_name``: cold, into a spare of this
+  process or of another, with ``reserve`` in a fresh process; end-to-end for a new
+  name at 256 MiB);
+* small tables (100 and 1,000 rows) and 1 KiB batches per second against
+  ``multiprocessing.Queue`` (``bench/bench_small.py``), and the same tables through
+  Plasma and Ray (their drivers' ``--small``);
 * streams: ``bench/results/stream.json``/``stream.md`` from
   ``bench/bench_stream.py`` (run here as a subprocess when that script exists,
-  reused with ``--stream reuse``);
+  reused with ``--stream reuse``); it measures iceoryx2 in this interpreter, which
+  this command pip-installs when missing (and says loudly when it cannot);
 * the C and C++ readers (``bench/bench_clib.py``): first and repeated get beside
   arrowshm's Python figures.
 
