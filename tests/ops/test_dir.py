@@ -316,3 +316,60 @@ def test_the_service_reports_the_directory(namespace: str, disk_dir: str,
         assert quota["directory"] == disk_dir and quota["shm_total"] > 0
         assert client.get("/v1/usage").json()["directory"] == disk_dir
     assert os.path.exists(f"{disk_dir}/ash-{namespace}-reg")
+
+
+_RACER = """
+import sys, pyarrow as pa, arrowshm
+from arrowshm._shm.context import context
+sys.stdin.readline()                  # released together with the other process
+try:
+    context(arrowshm.usage().namespace)
+    arrowshm.put("x", pa.table({"x": [1]}))
+except arrowshm.ConflictError:
+    print("refused")
+else:
+    print("joined", arrowshm.usage().directory)
+"""
+
+
+def _race(namespace: str, disk_dir: str) -> list[str]:
+    procs = [subprocess.Popen([sys.executable, "-c", _RACER], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "ARROWSHM_NAMESPACE": namespace,
+                                   **({"ARROWSHM_DIR": d} if d else {})})
+             for d in ("", disk_dir)]
+    for p in procs:  # (both have imported arrowshm by the time they read the line)
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        outs.append(out.strip())
+    return outs
+
+
+@pytest.mark.slow
+def test_two_directories_racing_for_a_new_namespace_never_both_join(disk_dir: str) -> None:
+    from arrowshm.testing import unique_namespace
+
+    joined_both = []
+    for _ in range(20):
+        ns = unique_namespace("r")
+        try:
+            shm, disk = _race(ns, disk_dir)
+            if shm.startswith("joined") and disk.startswith("joined"):
+                joined_both.append(ns)  # FORBIDDEN: two namespaces of one name
+            if shm.startswith("joined"):
+                assert read_marker(ns) is None
+                assert not [e for e in os.listdir(disk_dir) if e.startswith(f"ash-{ns}-")]
+            if disk.startswith("joined"):
+                assert read_marker(ns) == disk_dir
+                assert not os.path.exists(f"/dev/shm/ash-{ns}-reg")
+        finally:
+            cleanup_namespace(ns)
+            for e in os.listdir(disk_dir):
+                if e.startswith(f"ash-{ns}-"):
+                    os.unlink(os.path.join(disk_dir, e))
+    assert joined_both == []
