@@ -34,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit, types
 from numba.core import typeinfer
+from numba.core.compiler_lock import global_compiler_lock
 from numba.core.registry import CPUDispatcher
 from numba.extending import intrinsic
 
@@ -95,18 +96,31 @@ class _FixedSignatureDispatcher(CPUDispatcher):
     _pending: list[Any] | None = None
 
     def _materialize(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            with typeinfer.register_dispatcher(self):
-                for sig in pending:
-                    self.compile(sig)
+        if self._pending is None and not self._can_compile:  # type: ignore[attr-defined]
+            return  # done
+        # (pending, or another thread is materializing: wait for it on the lock,
+        # which is re-entrant and which compile() takes too)
+        with global_compiler_lock:
+            pending, self._pending = self._pending, None
+            if pending is not None:
+                try:
+                    with typeinfer.register_dispatcher(self):
+                        for sig in pending:
+                            self.compile(sig)
+                except BaseException:
+                    self._pending = pending  # (a compile error: the next use retries)
+                    raise
                 self.disable_compile()
 
     def _compile_for_args(self, *args: Any, **kws: Any) -> Any:
-        if self._pending is None:
-            return super()._compile_for_args(*args, **kws)  # type: ignore[misc]
+        # numba's C dispatch calls this only while compiling is on, i.e. before the
+        # signatures are materialized (or while another thread does it): afterwards
+        # compiling is off, and dispatching again resolves the call exactly as
+        # njit(signatures) would (conversions, or numba's "no matching definition")
         self._materialize()
-        return self  # numba's C dispatch then calls this, now with every overload
+        if self._can_compile:  # type: ignore[attr-defined]  # (cannot happen)
+            return super()._compile_for_args(*args, **kws)  # type: ignore[misc]
+        return self
 
     def get_call_template(self, args: Any, kws: Any) -> Any:
         self._materialize()

@@ -131,3 +131,34 @@ def test_preload_compiles_nothing_when_the_cache_is_empty(tmp_path: object) -> N
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["0", "0"]
+
+
+_FIRST_USE = r"""
+import threading
+import numpy as np
+import arrowshm.kernels as K
+from arrowshm.kernels import atomics
+
+words = np.zeros(8, np.uint64)
+assert atomics.atomic_fetch_add._pending is not None  # nothing loaded at import
+seen = []
+threads = [threading.Thread(target=lambda: seen.append(int(K.atomic_fetch_add(words, 0, 1))))
+           for _ in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+assert sorted(seen) == list(range(8)) and int(words[0]) == 8, seen
+# exactly the declared signatures, compiling off (as njit(signatures) at import)
+assert len(atomics.atomic_fetch_add.signatures) == len(atomics._RMW_SIGS)
+assert not atomics.atomic_fetch_add._can_compile
+assert K.atomic_cas(words, 1, 0, 2**64 - 1) == 0 and int(words[1]) == 2**64 - 1
+try:
+    K.atomic_load(words.astype(np.int32), 0)
+except TypeError:
+    print("ok")
+"""
+
+
+def test_fixed_signature_kernels_materialize_once_under_concurrent_first_use() -> None:
+    assert _python(_FIRST_USE).strip().splitlines()[-1] == "ok"
