@@ -95,7 +95,8 @@ class Segment:
     Attributes
     ----------
     name : str
-        The POSIX name, with its leading ``/``.
+        Its locator: the POSIX name with its leading ``/`` in /dev/shm, the
+        absolute path of the file in any other directory.
     size : int
         Mapped size in bytes.
     mm : mmap.mmap
@@ -162,9 +163,10 @@ class Segment:
                 raise _fd_limit_error(name, exc) from exc
             if exc.errno == errno.ENOSPC:
                 raise _full_error(name, size, exc) from exc
-            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT):
+            if exc.errno in (errno.EACCES, errno.EROFS, errno.ENOENT):
                 raise _dir_error(directory, exc) from exc
-            # EOPNOTSUPP/EISDIR/EINVAL: a filesystem (or kernel) without O_TMPFILE
+            # EOPNOTSUPP/EISDIR/EINVAL: a filesystem (or kernel) without O_TMPFILE;
+            # EPERM: perhaps a sandbox refusing the flag (the fallback tells)
             return cls._create_named(name, size, mode=mode, populate=populate, init=init)
         try:
             seg = cls._size_and_map(fd, name, size, mode, populate)

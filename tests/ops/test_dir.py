@@ -178,6 +178,22 @@ def test_insecure_or_unusable_directories_are_refused(tmp_path: Path, namespace:
     assert not [e for e in os.listdir("/dev/shm") if e.startswith(f"ash-{namespace}-")]
 
 
+@needs_unshare
+def test_a_read_only_filesystem_is_refused(namespace: str, disk_dir: str) -> None:
+    code = ("import arrowshm, pyarrow as pa\n"
+            "try:\n    arrowshm.put('a', pa.table({'x': [1]}))\n"
+            "except arrowshm.AccessDeniedError as exc:\n    print('refused:', exc)\n")
+    script = f"set -e; mount -t tmpfs -o ro,mode=700 tmpfs {disk_dir}; exec \"$@\""
+    proc = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh",
+         sys.executable, "-c", code],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        env={**os.environ, "ARROWSHM_DIR": disk_dir, "ARROWSHM_NAMESPACE": namespace})
+    assert proc.returncode == 0 and "refused:" in proc.stdout, proc.stdout + proc.stderr
+    assert "read-only" in proc.stdout and disk_dir in proc.stdout
+    assert read_marker(namespace) is None  # refused before anything was made
+
+
 @needs_other_user
 def test_a_directory_of_another_user_is_refused(tmp_path: Path) -> None:
     d = tmp_path / "theirs"
