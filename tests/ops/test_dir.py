@@ -389,3 +389,40 @@ def test_two_directories_racing_for_a_new_namespace_never_both_join(disk_dir: st
                 if e.startswith(f"ash-{ns}-"):
                     os.unlink(os.path.join(disk_dir, e))
     assert joined_both == []
+
+
+def _resident_bytes(path: str) -> int:
+    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", path],
+                         capture_output=True, text=True, check=True).stdout
+    return int(out.split()[0])
+
+
+@pytest.mark.skipif(shutil.which("fincore") is None, reason="needs util-linux fincore")
+def test_a_disk_dataset_evicted_from_the_page_cache_is_read_back_zero_copy(
+        namespace: str, disk_dir: str) -> None:
+    env = {"ARROWSHM_DIR": disk_dir, "PYTHONPATH": str(ROOT)}
+    out = run_python("""
+        import arrowshm
+        from tests.helpers import stamped_table
+        print(arrowshm.put("big", stamped_table(7, 2_000_000)).segment)
+    """, env=env).stdout.strip()  # the writer exits: no process maps the segment
+    assert out.startswith(disk_dir + "/")
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # clean pages can be dropped; dirty ones cannot
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    size = os.stat(out).st_size
+    assert _resident_bytes(out) < size // 4  # (the kernel may keep a few pages)
+    run_python(f"""
+        import arrowshm
+        from arrowshm._introspect import buffers_in_shm
+        from tests.helpers import check_stamped
+        t = arrowshm.get("big")
+        inside, total, where = buffers_in_shm(t)
+        assert inside == total and where == {{"{out}"}}, where
+        assert check_stamped(t) == 7  # every page read back from the disk, intact
+    """, env=env)
+    assert _resident_bytes(out) > size // 2  # the reader faulted them in again
+    run_python("import arrowshm; arrowshm.delete('big'); arrowshm.gc(spares=True)", env=env)
