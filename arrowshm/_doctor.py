@@ -38,12 +38,25 @@ import errno
 import html
 import json
 import os
+import resource
+import socket as _socket
 import stat
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._client import _check_peer, _check_socket_file, check_private_dir, runtime_dir
+from ._errors import (
+    AccessDeniedError,
+    ArrowShmError,
+    CorruptSegmentError,
+    FormatVersionError,
+    InvalidNameError,
+)
+from ._names import SHM_PREFIX, current_namespace, registry_shm_name, validate_namespace
+from ._proc import boot_id, pid_namespace
 from ._units import human_bytes
 
 __all__ = ["DoctorCheck", "DoctorReport", "doctor"]
@@ -442,8 +455,7 @@ class _RegistryFacts:
 def _registries(directory: str) -> list[_RegistryFacts]:
     """The header facts of every arrowshm registry in *directory* (read-only; other
     users' registries are listed by owner only)."""
-    from ._names import SHM_PREFIX
-    from ._shm import layout as L
+    from ._shm.registry import peek_identity
     from ._shm.segment import Segment, locate
 
     out = []
@@ -466,11 +478,10 @@ def _registries(directory: str) -> list[_RegistryFacts]:
             seg = Segment.open(locate(directory, "/" + entry))
         except Exception:  # (gone, being created, refused: nothing to judge)
             continue
-        w = seg.words
-        if seg.size < 4096 or int(w[L.H_MAGIC]) != L.REGISTRY_MAGIC:
+        ident = peek_identity(seg)
+        if ident is None:
             continue
-        out.append(_RegistryFacts(ns, st.st_uid, int(w[L.H_PID_NS]),
-                                  (int(w[L.H_BOOT_ID]), int(w[L.H_BOOT_ID + 1])), True))
+        out.append(_RegistryFacts(ns, st.st_uid, ident.pid_ns, ident.boot, True))
     return out
 
 
@@ -479,8 +490,6 @@ def _ns_text(inode: int) -> str:
 
 
 def _check_pid_namespace(namespace: str, directory: str) -> DoctorCheck:
-    from ._proc import boot_id, pid_namespace
-
     ours, boot = pid_namespace(), boot_id()
     regs = _registries(directory)
     mine = [r for r in regs if r.ok]
@@ -574,10 +583,6 @@ def _mappers(prefix: str) -> dict[int, int]:
 
 
 def _check_open_files(namespace: str, directory: str) -> DoctorCheck:
-    import resource
-
-    from ._names import SHM_PREFIX
-
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     inf = resource.RLIM_INFINITY
     prefix = f"{SHM_PREFIX[1:]}{namespace}-"
@@ -661,7 +666,6 @@ def _check_numba_cache() -> DoctorCheck:
 
 
 def _registry_exists(namespace: str, directory: str) -> bool:
-    from ._names import registry_shm_name
     from ._shm.segment import locate, object_stat
 
     return object_stat(locate(directory, registry_shm_name(namespace))) is not None
@@ -669,8 +673,6 @@ def _registry_exists(namespace: str, directory: str) -> bool:
 
 def _check_namespace(namespace: str, directory: str) -> tuple[DoctorCheck, Any]:
     """The registry check, and a context to read the namespace through (None: none)."""
-    from ._errors import ArrowShmError
-    from ._names import registry_shm_name
     from ._shm import layout as L
     from ._shm.context import Context
 
@@ -707,8 +709,6 @@ def _check_namespace(namespace: str, directory: str) -> tuple[DoctorCheck, Any]:
 
 
 def _error_fix(exc: BaseException, namespace: str, directory: str) -> str:
-    from ._errors import AccessDeniedError, CorruptSegmentError, FormatVersionError
-
     if isinstance(exc, FormatVersionError):
         return ("run the same arrowshm version in every process of the namespace, or use "
                 "another ARROWSHM_NAMESPACE")
@@ -831,11 +831,6 @@ def _check_quota(ctx: Any, namespace: str, directory: str) -> DoctorCheck:
 
 
 def _check_service(namespace: str) -> DoctorCheck:
-    import socket as _socket
-
-    from ._client import _check_peer, _check_socket_file, check_private_dir, runtime_dir
-    from ._errors import AccessDeniedError
-
     directory = runtime_dir()
     path = directory / f"{namespace}.sock"
     details: dict[str, Any] = {"socket": str(path), "answering": False}
@@ -930,8 +925,6 @@ def doctor(namespace: Any = None, *, service: bool = True) -> DoctorReport:
     >>> report = arrowshm.doctor()          # doctest: +SKIP
     >>> report.status, report["shm_size"].message   # doctest: +SKIP
     """
-    from ._names import current_namespace, validate_namespace
-
     name = namespace if isinstance(namespace, str) or namespace is None else namespace.name
     ns = validate_namespace(current_namespace() if name is None else name)
     directory = _directory(ns)
@@ -964,8 +957,6 @@ def doctor(namespace: Any = None, *, service: bool = True) -> DoctorReport:
 
 def _guard(name: str, fn: Any, *args: Any) -> DoctorCheck:
     """Run a check; a check that breaks is reported as a FAIL of its own, not raised."""
-    from ._errors import ArrowShmError
-
     try:
         result: DoctorCheck = fn(*args)
     except ArrowShmError as exc:
@@ -979,10 +970,6 @@ def _guard(name: str, fn: Any, *args: Any) -> DoctorCheck:
 def main(namespace: str | None, as_json: bool) -> int:
     """``arrowshm doctor [--json] [--namespace NS]``: print the report, return 0/1/2
     (2 also for a malformed namespace name, which is not a warning)."""
-    import sys
-
-    from ._errors import InvalidNameError
-
     try:
         report = doctor(namespace)
     except InvalidNameError as exc:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from ._shm.context import all_contexts
+
 
 @dataclass(frozen=True)
 class Mapping:
@@ -18,8 +20,6 @@ class Mapping:
 def _directories() -> list[str]:
     """/dev/shm and the directory of every namespace this process uses
     (``ARROWSHM_DIR``), each with a trailing ``/``."""
-    from ._shm.context import all_contexts
-
     dirs = {"/dev/shm/"} | {c.directory.rstrip("/") + "/" for c in all_contexts()}
     return sorted(dirs)
 

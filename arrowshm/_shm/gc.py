@@ -90,9 +90,6 @@ def preview(ctx: Context) -> GcPreview:
     segments are mapped read-only, no lock, slot or counter is written (``arrowshm
     doctor``). The same rules as :func:`collect`, so a gc run right after reclaims
     this (or less, if live processes moved on meanwhile)."""
-    from ..kernels.atomics import atomic_load
-    from .quota import _RESERVATION_LOCKED
-
     reg = ctx.registry
     out = GcPreview()
     now = time.time_ns()
@@ -101,19 +98,8 @@ def preview(ctx: Context) -> GcPreview:
             out.abandoned.append(view.name)
         elif view.expired(now):
             out.expired.append(view.name)
-    w = reg.words
-    for slot in range(reg.capacity):
-        if int(w[reg.ew(slot, L.E_STATE)]) == L.STATE_EMPTY:
-            continue
-        owner = int(atomic_load(w, reg.ew(slot, L.E_LOCK)))
-        if owner and not is_alive(owner, int(atomic_load(w, reg.ew(slot, L.E_LOCK_START)))):
-            out.dead_locks.append(reg.read_name(slot))
-    for i in range(L.RESERVATION_SLOTS):
-        base = L.H_RESERVATIONS + i * L.RESERVATION_WORDS
-        word = int(atomic_load(w, base))
-        pid = word & ~_RESERVATION_LOCKED
-        if word and not is_alive(pid, 0 if word & _RESERVATION_LOCKED else int(w[base + 1])):
-            out.dead_reservation_bytes += int(w[base + 2])
+    out.dead_locks.extend(reg.dead_locks())
+    out.dead_reservation_bytes = reg.dead_reservation_bytes()
     table = pool._table(ctx)
     ready = table.ready()
     idle_before = now - int(pool.idle_seconds() * 1e9)
@@ -186,6 +172,9 @@ def _sweep_entries(ctx: Context, report: GcReport) -> None:
                 report.expired.append(view.name)
 
 
+_Candidate = tuple[int, str, Segment | None, int, bool]
+
+
 def _release_dead_pins(ctx: Context, report: GcReport) -> None:
     """Release the pins that dead processes left on the retained versions of live
     datasets (each kept its version's segment from being recycled or, once
@@ -203,9 +192,6 @@ def _release_dead_pins(ctx: Context, report: GcReport) -> None:
                 continue
             for pin in header.clear_dead_pins(seg):
                 report.pins_released.append(f"{view.name}@{view.version - k}(pid {pin.pid})")
-
-
-_Candidate = tuple[int, str, Segment | None, int, bool]
 
 
 def _reclaim_segments(ctx: Context, report: GcReport) -> None:

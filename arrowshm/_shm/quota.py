@@ -128,6 +128,20 @@ class QuotaAccount:
             atomic_store(w, L.H_RESERVATIONS + slot * L.RESERVATION_WORDS + 2, _U64(nbytes))
         return res
 
+    def dead_reservation_bytes(self) -> int:
+        """Quota bytes reserved by creators that died before naming their segment
+        (read-only: :meth:`recover_reservations` gives them back)."""
+        w = self.words
+        total = 0
+        for i in range(L.RESERVATION_SLOTS):
+            base = L.H_RESERVATIONS + i * L.RESERVATION_WORDS
+            word = int(atomic_load(w, base))
+            pid = word & ~_RESERVATION_LOCKED
+            if word and not is_alive(pid, 0 if word & _RESERVATION_LOCKED
+                                     else int(atomic_load(w, base + 1))):
+                total += int(atomic_load(w, base + 2))
+        return total
+
     def recover_reservations(self) -> int:
         """Give back the quota bytes of creators that died before naming their
         segment; returns the bytes released."""

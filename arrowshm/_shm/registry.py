@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -690,6 +691,19 @@ class Registry(QuotaAccount):
         self.notify_entry(slot)
         return view
 
+    def dead_locks(self) -> list[str]:
+        """Names of the entries whose writer lock a dead process holds (read-only:
+        :meth:`recover_dead_writers` is what takes them over)."""
+        w = self.words
+        out = []
+        for slot in range(self.capacity):
+            if int(w[self.ew(slot, L.E_STATE)]) == L.STATE_EMPTY:
+                continue
+            owner = int(atomic_load(w, self.ew(slot, L.E_LOCK)))
+            if owner and not is_alive(owner, int(atomic_load(w, self.ew(slot, L.E_LOCK_START)))):
+                out.append(self.read_name(slot))
+        return out
+
     def recover_dead_writers(self) -> list[str]:
         """Complete or roll back what killed writers left half done: a writer lock
         held by a dead process (taking it over completes its seqlock write) and
@@ -809,6 +823,26 @@ class Registry(QuotaAccount):
 
 _registries: dict[str, Registry] = {}
 _registries_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class RegistryIdentity:
+    """Where and when a registry was made, read from its header without joining it."""
+
+    pid_ns: int
+    boot: tuple[int, int]
+
+
+def peek_identity(seg: Segment) -> RegistryIdentity | None:
+    """The PID namespace and boot id recorded in a registry's header, or None when
+    *seg* is not a complete registry (too small, or its magic not yet published).
+    Reads only; the caller has checked the object's owner (``arrowshm doctor``)."""
+    if seg.size < L.REGISTRY_HEADER_BYTES:
+        return None
+    w = seg.words
+    if int(atomic_load(w, L.H_MAGIC)) != L.REGISTRY_MAGIC:  # acquire: header complete
+        return None
+    return RegistryIdentity(int(w[L.H_PID_NS]), (int(w[L.H_BOOT_ID]), int(w[L.H_BOOT_ID + 1])))
 
 
 def registry_of(namespace: str, directory: str | None = None) -> Registry:
