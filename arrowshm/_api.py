@@ -312,6 +312,8 @@ def reserve(nbytes: int, *, wait: float | None = None) -> None:
     ------
     InvalidArgumentError
         When *nbytes* is not a non-negative int, or *wait* is negative.
+    ConflictError
+        When two other live processes already keep a reserve in the namespace.
     InvalidNameError
         When ``ARROWSHM_NAMESPACE`` is invalid.
     """

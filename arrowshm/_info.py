@@ -398,7 +398,8 @@ class Usage:
     quota : int or None
         The namespace's byte quota.
     reserve : int
-        Bytes of spares this process keeps ready (``reserve()``).
+        Bytes of spares the namespace's reserving processes keep ready
+        (``reserve()``, ``arrowshm serve --reserve``; every process sees them).
     shm_total, shm_free : int
         Size and free bytes of the filesystem holding the segments.
     recycled : int

@@ -325,6 +325,9 @@ class Namespace:
         ------
         InvalidArgumentError
             When *nbytes* is not a non-negative int, or *wait* is negative.
+        ConflictError
+            When two other live processes already keep a reserve in the namespace
+            (the registry records at most two; nothing changes).
         """
         if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 0:
             raise InvalidArgumentError(f"nbytes must be an int >= 0, not {nbytes!r}",

@@ -156,6 +156,11 @@ SPARE_WORDS = 5  # state, owner start, segment id, bytes, since (CLOCK_REALTIME 
 SPARE_EMPTY = 0
 SPARE_READY = 1 << 62  # listed: claimable
 SPARE_BUSY = 1 << 63  # | pid of the process inserting or claiming it (start in word 1)
+# the reserves: processes keeping pre-faulted spares ready (arrowshm.reserve, serve
+# --reserve), so that every process's trimming spares their ladders
+H_RESERVES = 504
+RESERVE_SLOTS = 2
+RESERVE_WORDS = 4  # pid (0 = free), start, bytes, (unused)
 
 # --- registry entry (word indices relative to the entry) --------------------
 ENTRY_BYTES = 1024

@@ -41,13 +41,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .._env import env_number
-from .._errors import ArrowShmError, QuotaExceededError, ShmFullError
+from .._errors import ArrowShmError, ConflictError, QuotaExceededError, ShmFullError
 from .._proc import identity
 from . import header
 from . import layout as L
 from .context import Context
 from .segment import SHM_DIR, Segment, shm_dir_bytes
-from .spares import SpareSlot, SpareTable
+from .spares import ReserveTable, SpareSlot, SpareTable
 
 __all__ = [
     "SpareUsage",
@@ -355,17 +355,35 @@ _reserves_lock = threading.Lock()
 
 
 def reserve_target(ctx: Context) -> int:
-    """Bytes this process keeps in reserve for *ctx*'s namespace (0: none)."""
-    r = _reserves.get(ctx.namespace)
-    return r.target if r is not None else 0
+    """Bytes the namespace keeps in reserve: the sum of every live reserving
+    process's reserve, as the registry's reserve table records them (0: none)."""
+    return sum(ReserveTable(ctx.registry.words).targets())
+
+
+def _rungs(ctx: Context) -> list[int]:
+    """The spare sizes every live reserve of the namespace counts on."""
+    return sorted(size for target in ReserveTable(ctx.registry.words).targets()
+                  for size in ladder(target))
+
+
+def _match(rungs: list[int], ready: list[SpareSlot]) -> list[SpareSlot]:
+    """The spares that stand for *rungs* (each rung its own spare, at most 1.5 times
+    its size plus a page)."""
+    free = sorted(ready, key=lambda s: s.nbytes)
+    used: list[SpareSlot] = []
+    for size in rungs:
+        for s in free:
+            if s not in used and size <= s.nbytes <= size + size // 2 + L.PAGE:
+                used.append(s)
+                break
+    return used
 
 
 def _reserved(ctx: Context, ready: list[SpareSlot]) -> set[int]:
-    """Slots the reserve ladder counts on (exempt from idle trimming)."""
-    r = _reserves.get(ctx.namespace)
-    if r is None:
-        return set()
-    return {s.index for s in r.match(ready)}
+    """Slots the namespace's reserves count on (exempt from idle trimming, in every
+    process: the reserve table is in the registry)."""
+    rungs = _rungs(ctx)
+    return {s.index for s in _match(rungs, ready)} if rungs else set()
 
 
 class _Reserve:
@@ -382,28 +400,24 @@ class _Reserve:
                                        daemon=True)
         self.thread.start()
 
-    def match(self, ready: list[SpareSlot]) -> list[SpareSlot]:
-        """The spares that stand for rungs of the ladder (each rung its own)."""
-        free = sorted(ready, key=lambda s: s.nbytes)
-        used: list[SpareSlot] = []
-        for size in ladder(self.target):
-            for s in free:
-                if s not in used and size <= s.nbytes <= size + size // 2 + L.PAGE:
-                    used.append(s)
-                    break
-        return used
-
     def missing(self) -> list[int]:
-        ready = _table(self.ctx).ready()
-        matched = self.match(ready)
-        have = sorted(s.nbytes for s in matched)
-        out = []
-        for size in ladder(self.target):
-            hit = next((b for b in have if size <= b <= size + size // 2 + L.PAGE), None)
+        """The rungs of this reserve's ladder that no spare stands for, matching the
+        spares against every live reserve of the namespace (two reserving processes
+        each keep their own ladder)."""
+        rungs = _rungs(self.ctx)
+        matched = sorted(s.nbytes for s in _match(rungs, _table(self.ctx).ready()))
+        unmatched = []
+        for size in rungs:
+            hit = next((b for b in matched if size <= b <= size + size // 2 + L.PAGE), None)
             if hit is None:
-                out.append(size)
+                unmatched.append(size)
             else:
-                have.remove(hit)
+                matched.remove(hit)
+        out = []
+        for size in ladder(self.target):  # ours among the unmatched
+            if size in unmatched:
+                unmatched.remove(size)
+                out.append(size)
         return out
 
     def _run(self) -> None:
@@ -437,6 +451,14 @@ def set_reserve(ctx: Context, nbytes: int, *, wait: float | None = None) -> None
 
     With *wait*, block up to that many seconds until the reserve is filled."""
     with _reserves_lock:
+        table = ReserveTable(ctx.registry.words)
+        if not table.set(max(nbytes, 0)):
+            raise ConflictError(
+                f"namespace {ctx.namespace!r} already has {L.RESERVE_SLOTS} processes keeping "
+                f"a reserve (pids {', '.join(map(str, table.holders()))}): a reserve serves "
+                "every process of the namespace, so use theirs, or stop one of them "
+                "(reserve(0) there) and try again",
+                namespace=ctx.namespace, holders=table.holders())
         old = _reserves.pop(ctx.namespace, None)
         if old is not None:
             old.stop.set()

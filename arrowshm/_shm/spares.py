@@ -5,7 +5,10 @@ version that fell out of retention, a deleted or expired dataset) kept, pages
 already faulted in, so that the next put of *any* name by *any* process of
 the user writes into warm memory instead of fresh pages. The table lives in
 the registry header (docs/FORMAT.md, "Spares"): 24 slots of five words,
-``state``, ``owner start``, ``segment id``, ``bytes``, ``since``.
+``state``, ``owner start``, ``segment id``, ``bytes``, ``since``. Beside it,
+the reserve table records which processes keep a *reserve* of pre-faulted
+spares and how many bytes (:class:`ReserveTable`), so that every process's
+housekeeping spares those ladders, not only the reserving process's own.
 
 Slot states (the ``state`` word):
 
@@ -34,7 +37,7 @@ from .._proc import identity, is_alive
 from ..kernels.atomics import atomic_cas, atomic_load, atomic_store
 from . import layout as L
 
-__all__ = ["SpareSlot", "SpareTable"]
+__all__ = ["ReserveTable", "SpareSlot", "SpareTable"]
 
 _U64 = np.uint64
 _PID_MASK = (1 << 62) - 1
@@ -156,3 +159,71 @@ class SpareTable:
     def touch(self, index: int) -> None:
         """Restart a BUSY slot's idle clock (a spare reserved anew)."""
         atomic_store(self.words, self._base(index) + 4, time.time_ns())
+
+
+class ReserveTable:
+    """The reserve slots of one registry's header words: ``pid``, ``start``, ``bytes``.
+
+    A process claims a free slot, or one whose process is dead, by a compare-and-swap
+    of ``pid``, then stores ``start`` and (release) ``bytes``; it changes only its
+    own slot's ``bytes`` after that and frees the slot by storing ``bytes`` = 0, then
+    ``pid`` = 0. Readers load ``pid``, ``start`` and ``bytes`` (acquire) and count a
+    slot only while its process lives: a reserving process that is killed stops
+    counting at once, and its slot is taken over by the next reserver.
+    """
+
+    def __init__(self, words: npt.NDArray[np.uint64]) -> None:
+        self.words = words
+
+    @staticmethod
+    def _base(index: int) -> int:
+        return L.H_RESERVES + index * L.RESERVE_WORDS
+
+    def _live(self, index: int) -> tuple[int, int, int] | None:
+        """(pid, start, bytes) of a slot whose process lives, else None."""
+        b = self._base(index)
+        pid = int(atomic_load(self.words, b))
+        if pid == 0:
+            return None
+        start = int(atomic_load(self.words, b + 1))
+        nbytes = int(atomic_load(self.words, b + 2))
+        return (pid, start, nbytes) if is_alive(pid, start) else None
+
+    def targets(self) -> list[int]:
+        """The bytes each live reserving process keeps ready (its own included)."""
+        return [live[2] for i in range(L.RESERVE_SLOTS)
+                if (live := self._live(i)) is not None and live[2] > 0]
+
+    def holders(self) -> list[int]:
+        """Pids of the live reserving processes."""
+        return [live[0] for i in range(L.RESERVE_SLOTS)
+                if (live := self._live(i)) is not None and live[2] > 0]
+
+    def set(self, nbytes: int) -> bool:
+        """Record this process's reserve of *nbytes* (0 removes it); False when every
+        slot belongs to another live process."""
+        pid, start = identity()
+        w = self.words
+        for i in range(L.RESERVE_SLOTS):  # our own slot first
+            b = self._base(i)
+            if int(atomic_load(w, b)) == pid and int(atomic_load(w, b + 1)) == start:
+                if nbytes:
+                    atomic_store(w, b + 2, _U64(nbytes))
+                else:
+                    atomic_store(w, b + 2, _U64(0))
+                    atomic_store(w, b + 1, _U64(0))
+                    atomic_store(w, b, _U64(0))
+                return True
+        if not nbytes:
+            return True
+        for i in range(L.RESERVE_SLOTS):
+            b = self._base(i)
+            seen = int(atomic_load(w, b))
+            if seen and self._live(i) is not None:
+                continue
+            if int(atomic_cas(w, b, _U64(seen), _U64(pid))) != seen:
+                continue  # another process was first
+            atomic_store(w, b + 1, _U64(start))
+            atomic_store(w, b + 2, _U64(nbytes))  # release: the slot is complete
+            return True
+        return False

@@ -26,7 +26,7 @@ def test_registry_header_offsets() -> None:
         "H_QUOTA_BYTES": 200, "H_EVENT_SEQ": 256, "H_EVENT_WAITERS": 264,
         "H_EVENT_FUTEX": 272, "H_STAT_PUTS": 320, "H_STAT_DELETES": 328,
         "H_STAT_REAPED": 336, "H_LIVE_ENTRIES": 344, "H_STAT_RECYCLED": 352,
-        "H_RESERVATIONS": 1024, "H_SPARES": 3072,
+        "H_RESERVATIONS": 1024, "H_SPARES": 3072, "H_RESERVES": 4032,
     }  # fmt: skip
     for name, offset in expected.items():
         assert getattr(L, name) * 8 == offset, name
@@ -36,6 +36,9 @@ def test_registry_header_offsets() -> None:
     assert L.SPARE_SLOTS * L.SPARE_WORDS * 8 == 960  # spares: bytes 3072..4031
     assert (L.H_SPARES + L.SPARE_SLOTS * L.SPARE_WORDS) * 8 <= 4096
     assert (L.SPARE_EMPTY, L.SPARE_READY, L.SPARE_BUSY) == (0, 1 << 62, 1 << 63)
+    assert L.RESERVE_SLOTS * L.RESERVE_WORDS * 8 == 64  # reserves: bytes 4032..4095
+    assert L.H_RESERVES == L.H_SPARES + L.SPARE_SLOTS * L.SPARE_WORDS
+    assert (L.H_RESERVES + L.RESERVE_SLOTS * L.RESERVE_WORDS) * 8 == 4096
     # hot words do not share cache lines
     lines = {L.H_STRUCT_LOCK * 8 // 64, L.H_NEXT_SEGMENT_ID * 8 // 64,
              L.H_BYTES_USED * 8 // 64, L.H_EVENT_SEQ * 8 // 64}

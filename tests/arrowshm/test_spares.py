@@ -172,6 +172,63 @@ def test_a_reserve_makes_the_first_put_of_a_new_process_land_in_warm_memory(
     assert arrowshm.gc(spares=True).spares == 0
 
 
+@pytest.mark.timeout(180)
+def test_every_process_spares_a_reserve_it_does_not_keep(namespace: str) -> None:
+    # the reserve is recorded in the registry: another process whose bound is smaller
+    # than the reserve and whose idle timer is short trims none of its spares
+    arrowshm.reserve(16 << 20, wait=60)
+    spares = set(pooled_objects(namespace))
+    assert len(spares) >= 4
+    out = _run("""
+        import time, arrowshm
+        print(arrowshm.usage().reserve, flush=True)  # (attaches: its housekeeping runs)
+        time.sleep(5)                                # five idle periods of its own
+        print(arrowshm.usage().spares, flush=True)
+    """, env={"ARROWSHM_SPARE_IDLE_S": "1", "ARROWSHM_SPARE_BYTES": str(1 << 20)})
+    reserve, kept = out.split()
+    assert int(reserve) == 16 << 20
+    assert int(kept) >= len(spares) and spares <= set(pooled_objects(namespace))
+    arrowshm.reserve(0)
+    assert arrowshm.usage().reserve == 0
+    assert arrowshm.gc(spares=True).spares == 0
+
+
+@pytest.mark.timeout(180)
+def test_a_killed_reserver_stops_counting_and_a_third_reserver_is_refused(
+    namespace: str,
+) -> None:
+    code = textwrap.dedent("""
+        import sys, time, arrowshm
+        arrowshm.reserve(2 << 20, wait=60)
+        print("ready", flush=True)
+        time.sleep(120)
+    """)
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    holders = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                text=True, cwd=ROOT, env=env) for _ in range(2)]
+    try:
+        for p in holders:
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        assert arrowshm.usage().reserve == 4 << 20  # both, seen from a third process
+        with pytest.raises(arrowshm.ConflictError, match="already has 2 processes"):
+            arrowshm.reserve(8 << 20)
+        assert arrowshm.usage().reserve == 4 << 20  # refused: nothing changed
+        holders[0].kill()  # kill -9: its reserve stops counting at once
+        holders[0].wait(timeout=30)
+        assert arrowshm.usage().reserve == 2 << 20
+        arrowshm.reserve(8 << 20, wait=60)  # its slot is taken over
+        assert arrowshm.usage().reserve == (2 << 20) + (8 << 20)
+        arrowshm.reserve(0)
+    finally:
+        for p in holders:
+            p.kill()
+            p.wait(timeout=30)
+            if p.stdout is not None:
+                p.stdout.close()
+    assert arrowshm.usage().reserve == 0
+    assert arrowshm.gc(spares=True).spares == 0
+
+
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("puts", [1000, pytest.param(10_000, marks=pytest.mark.slow)])
 def test_a_held_table_survives_other_processes_churning_through_spares(
