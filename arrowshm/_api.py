@@ -150,7 +150,8 @@ def delete(name: str) -> None:
 
     A dataset's segments become *spares* of the namespace: kept, pages faulted
     in, for the next put of any name by any process, within
-    ``ARROWSHM_SPARE_BYTES`` (default an eighth of /dev/shm, at most 1 GiB),
+    ``ARROWSHM_SPARE_BYTES`` (default an eighth of the namespace's directory's
+    filesystem, /dev/shm or ``ARROWSHM_DIR``, at most 1 GiB),
     and freed after ``ARROWSHM_SPARE_IDLE_S`` (30 s) unused, by ``gc``
     (``gc(spares=True)`` frees them all at once), or first when a put needs
     the room. Segments beyond the bound, and a stream's, are freed at once.

@@ -106,10 +106,12 @@ def _cmd_gc(args: argparse.Namespace) -> int:
     from ._display import Spinner
     from ._names import SHM_PREFIX
     from ._namespace import Namespace
+    from ._shm.context import namespace_dir
     from ._shm.segment import list_names
 
     ns = Namespace()
-    objects = len(list_names(f"{SHM_PREFIX}{ns.name}-")) if sys.stderr.isatty() else 0
+    objects = (len(list_names(f"{SHM_PREFIX}{ns.name}-", namespace_dir(ns.name)))
+               if sys.stderr.isatty() else 0)
     with Spinner(f"arrowshm gc: checking {objects:,} shared-memory object(s) of namespace "
                  f"{ns.name!r}", sys.stderr):
         report = ns.gc(spares=args.spares)

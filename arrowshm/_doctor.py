@@ -779,9 +779,10 @@ def _check_spares(ctx: Any) -> DoctorCheck:
     from ._shm import pool
 
     u = pool.usage(ctx)
-    limit, idle = pool.limit_bytes(), pool.idle_seconds()
+    limit, idle = pool.limit_bytes(ctx.directory), pool.idle_seconds()
+    reserve = pool.reserve_target(ctx)
     details = {"spares": u.segments, "spare_bytes": u.nbytes, "limit_bytes": limit,
-               "idle_seconds": idle}
+               "idle_seconds": idle, "reserve_bytes": reserve}
     if limit == 0:
         return DoctorCheck(
             "spares", WARN, "spares are off (ARROWSHM_SPARE_BYTES=0): every put writes into "
@@ -792,8 +793,9 @@ def _check_spares(ctx: Any) -> DoctorCheck:
         "spares", OK,
         f"{u.segments} spare segment(s), {human_bytes(u.nbytes)}: retired versions kept "
         f"with their pages faulted in for the next put of any name (bound "
-        f"{human_bytes(limit)}, freed after {idle:g} s idle or first under pressure; "
-        "arrowshm.gc(spares=True) frees them all)", "", details)
+        f"{human_bytes(max(limit, reserve))}, freed after {idle:g} s idle or first under "
+        "pressure; arrowshm.gc(spares=True) frees them all)"
+        + (f"; reserve {human_bytes(reserve)} kept ready" if reserve else ""), "", details)
 
 
 def _check_quota(ctx: Any, namespace: str, directory: str) -> DoctorCheck:
