@@ -73,13 +73,46 @@ _DEFAULT_CAP = 1 << 30
 def limit_bytes(directory: str = SHM_DIR) -> int:
     """Most bytes spares may hold (``ARROWSHM_SPARE_BYTES``; 0 turns spares off); by
     default an eighth of the filesystem of the namespace's *directory*, at most 1 GiB."""
-    default = min(_DEFAULT_CAP, shm_dir_bytes(directory) // 8)
+    default = min(_DEFAULT_CAP, _dir_bytes(directory) // 8)
     legacy = os.environ.get("ARROWSHM_POOL_BYTES", "").strip()  # the old name
     if legacy and not os.environ.get("ARROWSHM_SPARE_BYTES", "").strip():
         return int(env_number("ARROWSHM_POOL_BYTES", default))
     if env_number("ARROWSHM_POOL_SEGMENTS", 1) == 0:  # the old switch: no reuse at all
         return 0
     return int(env_number("ARROWSHM_SPARE_BYTES", default))
+
+
+_dir_sizes: dict[str, tuple[float, int]] = {}
+_DIR_SIZE_TTL_S = 1.0
+
+
+def _dir_bytes(directory: str) -> int:
+    """:func:`shm_dir_bytes`, looked up at most once a second per directory (a put
+    asks for the bound; a statvfs per put cost 15 µs)."""
+    now = time.monotonic()
+    hit = _dir_sizes.get(directory)
+    if hit is not None and now - hit[0] < _DIR_SIZE_TTL_S:
+        return hit[1]
+    size = shm_dir_bytes(directory)
+    _dir_sizes[directory] = (now, size)
+    return size
+
+
+_bounds: dict[str, tuple[float, int]] = {}
+_RESERVE_TTL_S = 0.5
+
+
+def _bound(ctx: Context) -> int:
+    """The bound on the namespace's spares: max(:func:`limit_bytes`, the live
+    reserves' bytes). The reserves are read from the registry at most every half
+    second (reading the table checks each reserving pid in /proc); this process's
+    own :func:`set_reserve` refreshes them at once."""
+    now = time.monotonic()
+    hit = _bounds.get(ctx.namespace)
+    if hit is None or now - hit[0] >= _RESERVE_TTL_S:
+        hit = (now, reserve_target(ctx))
+        _bounds[ctx.namespace] = hit
+    return max(limit_bytes(ctx.directory), hit[1])
 
 
 def idle_seconds() -> float:
@@ -122,7 +155,7 @@ def give(ctx: Context, segment_id: int, seg: Segment) -> bool:
     process) a spare; False when it is not kept (then the caller frees it):
     spares are off, it is larger than the bound, it is not a dataset segment, or
     another process changed it meanwhile."""
-    limit = max(limit_bytes(ctx.directory), reserve_target(ctx))
+    limit = _bound(ctx)
     seen = header.facts(seg)
     if (limit <= 0 or seg.size > limit or not seg.writable or seen is None
             or seen.kind != L.KIND_DATASET
@@ -193,6 +226,10 @@ def take(ctx: Context, need: int) -> tuple[int, Segment] | None:
         seen = header.facts(seg) if seg is not None else None
         if seg is None or seen is None or seen.state != L.SEG_POOLED:
             table.clear(slot.index)  # gone or changed: the listing was stale
+            continue
+        if seg.size < need:  # (the table's bytes word is a hint: the file's size decides)
+            table.put_back(slot.index)
+            ctx.remember_own(slot.segment_id, seg)
             continue
         # (the owner stamp while POOLED is harmless: listed spares are kept by gc
         # whoever pooled them; after the CAS a killed claimer is a dead creator)
@@ -303,7 +340,7 @@ def trim(ctx: Context) -> tuple[int, int]:
     recover(ctx)
     count, freed = free(ctx, older_than=idle_seconds())
     table = _table(ctx)
-    limit = max(limit_bytes(ctx.directory), reserve_target(ctx))
+    limit = _bound(ctx)
     held = sum(s.nbytes for s in table.slots())
     if held > limit:
         c, b = free(ctx, need=held - limit)
@@ -459,6 +496,7 @@ def set_reserve(ctx: Context, nbytes: int, *, wait: float | None = None) -> None
                 "every process of the namespace, so use theirs, or stop one of them "
                 "(reserve(0) there) and try again",
                 namespace=ctx.namespace, holders=table.holders())
+        _bounds.pop(ctx.namespace, None)
         old = _reserves.pop(ctx.namespace, None)
         if old is not None:
             old.stop.set()

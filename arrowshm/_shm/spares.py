@@ -74,15 +74,18 @@ class SpareTable:
         return L.H_SPARES + index * L.SPARE_WORDS
 
     def slots(self) -> list[SpareSlot]:
-        """Every non-empty slot."""
-        w = self.words
-        out = []
-        for i in range(L.SPARE_SLOTS):
-            b = self._base(i)
-            state = int(atomic_load(w, b))
-            if state != L.SPARE_EMPTY:
-                out.append(SpareSlot(i, state, int(w[b + 2]), int(w[b + 3]), int(w[b + 4])))
-        return out
+        """Every non-empty slot, from one plain copy of the table (120 words: 0.5 µs
+        instead of 15 µs of single atomic loads, on every put's path). Each word is
+        read whole (aligned 8-byte loads do not tear on x86-64) but the copy is no
+        consistent snapshot: every decision taken on it is checked again by the CAS
+        that acts on a slot, and a claimed spare by its segment's own state word and
+        size (:func:`arrowshm._shm.pool.take`)."""
+        n = L.SPARE_SLOTS * L.SPARE_WORDS
+        table = self.words[L.H_SPARES : L.H_SPARES + n].copy().reshape(
+            L.SPARE_SLOTS, L.SPARE_WORDS)
+        return [SpareSlot(i, int(row[0]), int(row[2]), int(row[3]), int(row[4]))
+                for i in table[:, 0].nonzero()[0].tolist()
+                for row in (table[i],)]
 
     def ready(self) -> list[SpareSlot]:
         """Slots listing a claimable spare."""

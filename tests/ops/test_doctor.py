@@ -581,16 +581,42 @@ def test_a_running_service_answers_and_serves_v1_doctor(namespace: str, tmp_path
         assert _check(body, "namespace")["details"]["exists"] is True
 
 
+# arrowshm's own modules the doctor imports at top level: each of them, and what they
+# import in turn, must be the standard library only (no numba, no pyarrow)
+CHEAP = {"_client", "_errors", "_names", "_proc", "_units", "kernels.status"}
+
+
 def test_the_doctor_module_imports_only_the_standard_library_at_top_level() -> None:
     """``import arrowshm`` stays cheap: the data plane is imported inside doctor()."""
     import ast
 
-    tree = ast.parse((ROOT / "arrowshm" / "_doctor.py").read_text())
-    top = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
-    local = [n.module for n in top if isinstance(n, ast.ImportFrom) and n.level]
-    assert local == ["_units"]
-    for n in top:
-        names = [a.name for a in n.names] if isinstance(n, ast.Import) else [n.module or ""]
-        for name in names:
-            if not (isinstance(n, ast.ImportFrom) and n.level):
-                assert name.split(".")[0] in sys.stdlib_module_names | {"__future__"}, name
+    def top_imports(path: Path) -> tuple[list[str], list[str]]:
+        tree = ast.parse(path.read_text())
+        top = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
+        local, other = [], []
+        for n in top:
+            if isinstance(n, ast.ImportFrom) and n.level:
+                if n.module:
+                    local.append(n.module)
+                else:  # from . import x
+                    local.extend(a.name for a in n.names)
+            else:
+                other += [a.name for a in n.names] if isinstance(n, ast.Import) else [
+                    n.module or ""]
+        return local, other
+
+    seen: set[str] = set()
+    todo = [ROOT / "arrowshm" / "_doctor.py"]
+    while todo:
+        path = todo.pop()
+        local, other = top_imports(path)
+        for name in other:
+            assert name.split(".")[0] in sys.stdlib_module_names | {"__future__"}, (path, name)
+        for mod in local:
+            mod = "kernels.status" if path.parent.name == "kernels" and mod == "status" else mod
+            mod = "kernels.status" if mod == "kernels" else mod  # (`from .kernels import status`)
+            assert mod in CHEAP, f"{path.name} imports .{mod} at top level"
+            if mod not in seen:
+                seen.add(mod)
+                todo.append(ROOT / ("kernels/status.py" if mod == "kernels.status"
+                                    else f"arrowshm/{mod}.py"))
