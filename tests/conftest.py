@@ -9,6 +9,10 @@ nothing — a leak (a crash test must reclaim its dead writers' leftovers with
 from __future__ import annotations
 
 import gc as _pygc
+import os
+import pwd
+import shutil
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -27,3 +31,22 @@ def namespace() -> Iterator[str]:
         leaked = data_objects(ns)
         if leaked:
             pytest.fail(f"test leaked shared-memory objects of namespace {ns}: {leaked}")
+
+
+@pytest.fixture(scope="session")
+def other_user() -> Iterator[tuple[int, int]]:
+    """(uid, gid) of a throwaway local user, made with ``useradd`` for this session
+    and removed with ``userdel`` after it (tests of what another user cannot do).
+    Skips the test when this is not root or ``useradd`` is missing."""
+    if os.geteuid() != 0 or shutil.which("useradd") is None:
+        pytest.skip("needs root and useradd to make a second user")
+    name = f"ashtest{os.getpid()}"[:31]
+    r = subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/false", name],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"useradd failed: {r.stderr.strip()}")
+    try:
+        pw = pwd.getpwnam(name)
+        yield pw.pw_uid, pw.pw_gid
+    finally:
+        subprocess.run(["userdel", name], capture_output=True, text=True)

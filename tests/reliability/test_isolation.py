@@ -17,8 +17,6 @@ uid's segments (get and StreamReader) cannot be exercised across users.
 from __future__ import annotations
 
 import os
-import pwd
-import shutil
 import stat
 import subprocess
 import sys
@@ -32,24 +30,6 @@ from arrowshm.testing import namespace_objects
 from tests.helpers import check_stamped, stamped_table
 from tests.reliability._util import check_seq_batch, seq_batch
 from tests.service.helpers import ServeProcess
-
-OTHER_USER = "ashsvctest"  # shared with tests/service/test_server.py
-
-
-def _other_uid() -> tuple[int, int]:
-    try:
-        pw = pwd.getpwnam(OTHER_USER)
-        return pw.pw_uid, pw.pw_gid
-    except KeyError:
-        pass
-    if shutil.which("useradd") is None:
-        pytest.skip("useradd is not available")
-    r = subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/false", OTHER_USER],
-                       capture_output=True, text=True)
-    if r.returncode != 0 and "already exists" not in r.stderr:
-        pytest.skip(f"useradd failed: {r.stderr.strip()}")
-    pw = pwd.getpwnam(OTHER_USER)
-    return pw.pw_uid, pw.pw_gid
 
 
 @pytest.mark.timeout(60)
@@ -127,10 +107,12 @@ _OTHER_UID_CHILD = textwrap.dedent(
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create and become another user")
 @pytest.mark.timeout(120)
-def test_another_uid_can_neither_read_nor_delete(namespace: str) -> None:
+def test_another_uid_can_neither_read_nor_delete(
+    namespace: str, other_user: tuple[int, int],
+) -> None:
     import json
 
-    uid, gid = _other_uid()
+    uid, gid = other_user
     arrowshm.put("iso/ds", stamped_table(5, 1000))
     with arrowshm.StreamWriter("iso/st", seq_batch(0, 1).schema, capacity_bytes=4096) as w:
         w.write(seq_batch(3, 10))

@@ -132,21 +132,6 @@ def test_tcp_without_a_token_refuses_to_start() -> None:
     assert "token" in proc.stderr
 
 
-def _other_user() -> int:
-    name = "ashsvctest"
-    try:
-        return pwd.getpwnam(name).pw_uid
-    except KeyError:
-        pass
-    if shutil.which("useradd") is None:
-        pytest.skip("useradd is not available")
-    r = subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/false", name],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"useradd failed: {r.stderr.strip()}")
-    return pwd.getpwnam(name).pw_uid
-
-
 def _get_as(uid: int, path: Path) -> str:
     """GET /v1/datasets over the socket from a forked child running as *uid*."""
     rfd, wfd = os.pipe()
@@ -183,8 +168,8 @@ def _get_as(uid: int, path: Path) -> str:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create another user")
 @pytest.mark.timeout(120)
-def test_another_uid_gets_403_unless_allowed() -> None:
-    uid = _other_user()
+def test_another_uid_gets_403_unless_allowed(other_user: tuple[int, int]) -> None:
+    uid = other_user[0]
     top = Path(tempfile.mkdtemp(prefix="ashsvc-"))  # pytest's tmp_path is 0700 all the way up
     os.chmod(top, 0o755)
     try:
