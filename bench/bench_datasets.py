@@ -92,11 +92,19 @@ def _naive_put(table: pa.Table, shm_name: str) -> int:
     return int(size)
 
 
+def _restore_namespace(saved: str | None) -> None:
+    if saved is None:
+        os.environ.pop("ARROWSHM_NAMESPACE", None)
+    else:
+        os.environ["ARROWSHM_NAMESPACE"] = saved
+
+
 def run(sizes_mib: list[int], reps: int) -> dict[str, Any]:
     import arrowshm
 
     namespace = "bench" + str(os.getpid() % 10_000_000)
-    os.environ["ARROWSHM_NAMESPACE"] = namespace
+    saved = os.environ.get("ARROWSHM_NAMESPACE")  # (restored at the end: what runs
+    os.environ["ARROWSHM_NAMESPACE"] = namespace  # next must not re-create this one)
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     q = ctx.Queue()
@@ -177,6 +185,7 @@ def run(sizes_mib: list[int], reps: int) -> dict[str, Any]:
         from arrowshm.testing import cleanup_namespace
 
         cleanup_namespace(namespace)
+        _restore_namespace(saved)
     return {"machine": machine(), "reps": reps, "rows": rows}
 
 
@@ -223,7 +232,8 @@ def run_new_name(sizes_mib: list[int], reps: int, e2e_mib: int | None = 256) -> 
     import arrowshm
 
     namespace = "bnew" + str(os.getpid() % 10_000_000)
-    os.environ["ARROWSHM_NAMESPACE"] = namespace
+    saved = os.environ.get("ARROWSHM_NAMESPACE")  # (restored at the end: what runs
+    os.environ["ARROWSHM_NAMESPACE"] = namespace  # next must not re-create this one)
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     q = ctx.Queue()  # (unused here; kept alive while the consumer starts)
@@ -332,6 +342,7 @@ def run_new_name(sizes_mib: list[int], reps: int, e2e_mib: int | None = 256) -> 
         from arrowshm.testing import cleanup_namespace
 
         cleanup_namespace(namespace)
+        _restore_namespace(saved)
     return {"machine": machine(), "reps": reps, "rows": rows, "e2e": e2e_row}
 
 

@@ -296,7 +296,11 @@ def _old_goals(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     ice = {k: v for k, v in rt.items() if "iceoryx" in k.lower() and "raw" not in k.lower()}
     raw = {k: v for k, v in rt.items() if "iceoryx" in k.lower() and "raw" in k.lower()}
     if mine and pipe:
-        m, pv = min(mine.values()), min(pipe.values())
+        # the Pipe of bench_stream's own harness (same process pair, same blocking
+        # reads as arrowshm's figure) when there is one: the iceoryx2 peer's Pipe
+        # figure comes from its polling loop and is not comparable
+        same = {k: v for k, v in pipe.items() if k == "multiprocessing.Pipe"}
+        m, pv = min(mine.values()), min((same or pipe).values())
         # the reference to beat is iceoryx2's fastest Python round trip (raw bytes)
         best_ice = min([*ice.values(), *raw.values()], default=None)
         verdict = ("met" if m <= 0.25 * pv and (best_ice is None or m < best_ice)
