@@ -204,5 +204,19 @@ del _name
 # The ``arrowshm`` command (``arrowshm_cli``) imports this package without the data
 # plane, so that ``arrowshm --help`` and ``arrowshm ls`` need neither numba nor
 # pyarrow; every other importer gets it now.
+#
+# The cyclic garbage collector is paused meanwhile: loading numba, pyarrow and the
+# kernels creates hundreds of thousands of long-lived objects, and the collections
+# they trigger (each re-scanning everything allocated so far) cost ~30 ms of the
+# import here; they would find no garbage. It runs again right after, as before.
 if not getattr(sys.modules.get("arrowshm_cli"), "LAZY_PACKAGE", False):
-    _load_data_plane()
+    import gc as _gc
+
+    _collecting = _gc.isenabled()
+    _gc.disable()
+    try:
+        _load_data_plane()
+    finally:
+        if _collecting:
+            _gc.enable()
+    del _gc, _collecting

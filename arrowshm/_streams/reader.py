@@ -13,7 +13,6 @@ it (the batches of one run share one lease).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -514,6 +513,8 @@ class StreamReader:
         CorruptSegmentError
             When a batch in the stream is not valid Arrow data.
         """
+        import asyncio  # (here: a reader that never awaits does not import it)
+
         self._check_open()
         if self._ended:
             return None
