@@ -23,7 +23,6 @@ three words' offsets from the entry's first word are :data:`ENTRY_STATE`,
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import numpy.typing as npt
 
@@ -46,7 +45,7 @@ _STATE_LIVE = 2
 _STATE_DELETED = 3
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def registry_find(
     words: npt.NDArray[np.uint64],
     entries_word: int,
@@ -108,7 +107,7 @@ def registry_find(
     return NOT_FOUND
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def registry_find_free(
     words: npt.NDArray[np.uint64],
     entries_word: int,
@@ -131,7 +130,7 @@ def registry_find_free(
     return FULL
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def quota_reserve(
     words: npt.NDArray[np.uint64], used_idx: int, quota_idx: int, nbytes: np.uint64
 ) -> int:
@@ -153,7 +152,7 @@ def quota_reserve(
             return 0
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def counter_release(words: npt.NDArray[np.uint64], used_idx: int, nbytes: np.uint64) -> int:
     """Subtract *nbytes* from ``words[used_idx]``, clamping at zero (a counter
     repaired by gc must never wrap). Returns 0. Memory ordering: CAS loop."""

@@ -69,8 +69,9 @@ def test_demo_reads_zero_copy_in_another_process() -> None:
     m = re.search(r"(\d+)/(\d+) Arrow buffers live in shared memory", out.stdout)
     assert m is not None and m.group(1) == m.group(2) and int(m.group(2)) >= 4
     # the second producer is a fresh process whose first put lands in the reserve
-    assert re.search(r"fresh producer \(pid \d+\): put of another new name, .* — warm: it "
-                     r"landed in the reserve", out.stdout), out.stdout
+    assert re.search(r"fresh producer \(pid \d+\): its first put, of 4 KB, took .* ms .*; "
+                     r"then another new name, .* — warm: it landed in the reserve",
+                     out.stdout), out.stdout
     assert "cleanup: deleted both datasets and freed" in out.stdout
 
 
