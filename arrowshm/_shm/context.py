@@ -79,6 +79,7 @@ class Context:
         # keep its memory alive.
         self._own: collections.OrderedDict[int, Segment] = collections.OrderedDict()
         self._own_puts = 0
+        self.dropped = False  # (set by drop_context: background work leaves it alone)
 
     @property
     def registry(self) -> Registry:
@@ -86,6 +87,13 @@ class Context:
         if reg is None:
             reg = self._registry = registry_of(self.namespace, self.directory)
         return reg
+
+    @property
+    def opened_registry(self) -> Registry | None:
+        """The registry if this context has mapped it, else None (never opens or
+        creates one: for background work, which must not bring back a namespace
+        whose objects were just removed)."""
+        return None if self.dropped else self._registry
 
     # -- the writer's own mappings ----------------------------------------------------
 
@@ -185,7 +193,9 @@ def drop_context(namespace: str) -> None:
     """Forget this process's context (and registry mapping) of *namespace* without
     freeing anything: its objects are being unlinked wholesale (``arrowshm.testing``)."""
     with _contexts_lock:
-        _contexts.pop(namespace, None)
+        ctx = _contexts.pop(namespace, None)
+    if ctx is not None:
+        ctx.dropped = True
     forget_registry(namespace)
 
 

@@ -173,6 +173,8 @@ def _housekeeping() -> None:
         return
     _next_housekeeping = now + HOUSEKEEPING_S
     for ctx in all_contexts():
+        if ctx.opened_registry is None:  # not attached yet, or dropped meanwhile: trimming
+            continue  # would open (or re-create) its registry
         try:
             pool.trim(ctx)
         except ArrowShmError:  # a namespace removed or refused meanwhile: nothing to trim

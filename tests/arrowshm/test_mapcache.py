@@ -276,3 +276,33 @@ def test_every_numeric_tuning_variable_is_read_by_one_validating_parser(
         registry_capacity()
     with pytest.raises(ValueError, match="unset it for the default"):
         env_number("ARROWSHM_REGISTRY_CAPACITY", 7)
+
+
+def test_housekeeping_never_brings_back_a_removed_namespace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the housekeeping thread works on a snapshot of the contexts: one removed meanwhile
+    # (arrowshm.testing.cleanup_namespace unlinks everything, then drops the context)
+    # must not be trimmed, which would map its registry again, i.e. create a new one
+    from arrowshm._shm.context import context, drop_context
+    from arrowshm.testing import cleanup_namespace, namespace_objects, unique_namespace
+
+    ns = unique_namespace()
+    ctx = context(ns)  # attached, its registry not mapped yet
+    drop_context(ns)
+    monkeypatch.setattr(_mapcache, "all_contexts", lambda: [ctx])
+    monkeypatch.setattr(_mapcache, "_next_housekeeping", 0.0)
+    _mapcache._housekeeping()
+    assert namespace_objects(ns) == []
+    # a context in use is still trimmed
+    used = context(ns)
+    try:
+        assert used.registry is not None
+        trimmed: list[str] = []
+        monkeypatch.setattr(_mapcache, "all_contexts", lambda: [used])
+        monkeypatch.setattr(_mapcache, "_next_housekeeping", 0.0)
+        monkeypatch.setattr(_mapcache.pool, "trim", lambda c: trimmed.append(c.namespace))
+        _mapcache._housekeeping()
+        assert trimmed == [ns]
+    finally:
+        cleanup_namespace(ns)
