@@ -135,7 +135,8 @@ def run_demo(size_mb: int = 100) -> int:
     print(f"arrowshm.reserve({reserve / 1e6:.0f} MB): pre-faulted spares ready in "
           f"{reserve_s * 1e3:.0f} ms, off every put's path")
     print(f"fresh producer (pid {second.pid}): its first put, of 4 KB, took "
-          f"{first_s * 1e3:.1f} ms (what every put needs, loaded once per process); then "
+          f"{first_s * 1e3:.1f} ms (attaching to the namespace, loading what a put needs: once per "
+          f"process); then "
           f"another new name, {nbytes / 1e6:.1f} MB in {wput_s * 1e3:.1f} ms "
           f"({nbytes / wput_s / 1e9:.2f} GB/s, "
           f"{wput_s / wmemcpy_s:.1f}x memcpy) — "
