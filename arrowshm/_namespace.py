@@ -88,6 +88,13 @@ class Namespace:
                 f"Namespace({self._name!r}) is closed; make a new one", namespace=self._name)
         return context(self._name)
 
+    def _existing(self) -> Context | None:
+        """The context of the namespace if it has been made (:meth:`Context.exists`),
+        else None: listing a namespace nobody has used yet creates nothing
+        (``arrowshm ls`` in the wrong namespace leaves no registry behind)."""
+        ctx = self._use()
+        return ctx if ctx.exists() else None
+
     # -- datasets ---------------------------------------------------------------------
 
     def put(self, name: str, data: Any, *, retain: int = 1,
@@ -133,7 +140,8 @@ class Namespace:
         ArrowShmError
             When the registry cannot be read.
         """
-        return DatasetList(_get.list_datasets(self._use()), usage=self.usage())
+        ctx = self._existing()
+        return DatasetList([] if ctx is None else _get.list_datasets(ctx), usage=self.usage())
 
     def delete(self, name: str) -> None:
         """Delete dataset or stream *name* and free its segments now (see
@@ -270,7 +278,8 @@ class Namespace:
         ArrowShmError
             When the registry cannot be read.
         """
-        return _inspect.list_streams(self._use())
+        ctx = self._existing()
+        return [] if ctx is None else _inspect.list_streams(ctx)
 
     def evict_reader(self, name: str, reader_id: int) -> None:
         """Free reader slot *reader_id* of stream *name* if its process is dead.
@@ -345,7 +354,12 @@ class Namespace:
         ArrowShmError
             When the registry cannot be read.
         """
-        ctx = self._use()
+        ctx = self._existing()
+        if ctx is None:  # nothing made yet (and nothing made by asking)
+            directory = self._use().directory
+            return Usage(namespace=self._name, bytes_used=0, live_bytes=0, spare_bytes=0,
+                         spares=0, quota=None, reserve=0, shm_total=shm_dir_bytes(directory),
+                         shm_free=shm_free_bytes(directory), recycled=0, directory=directory)
         reg = ctx.registry
         spares = _pool.usage(ctx)
         used = reg.bytes_used

@@ -21,10 +21,16 @@ from collections.abc import Callable
 from typing import Protocol
 
 from .._env import env_directory
-from .._names import current_namespace, validate_namespace
-from .directory import NamespaceDirectory, check_directory, describe, namespace_directory
+from .._names import current_namespace, registry_shm_name, validate_namespace
+from .directory import (
+    NamespaceDirectory,
+    check_directory,
+    describe,
+    marker_name,
+    namespace_directory,
+)
 from .registry import Registry, forget_registry, registry_of
-from .segment import Segment, object_stat
+from .segment import Segment, locate, object_stat, path_of
 
 __all__ = [
     "Context",
@@ -94,6 +100,18 @@ class Context:
         creates one: for background work, which must not bring back a namespace
         whose objects were just removed)."""
         return None if self.dropped else self._registry
+
+    def exists(self) -> bool:
+        """Whether the namespace has been made: its registry is mapped here, or
+        something is at its registry's name (in its directory or /dev/shm) or its
+        directory marker is. Anything counts, a link or another user's file too, so
+        that opening it then says why it is refused; only a namespace nobody made
+        is reported as not existing (read-only calls then create nothing)."""
+        if self.opened_registry is not None:
+            return True
+        reg = registry_shm_name(self.namespace)
+        names = {locate(self.directory, reg), reg, marker_name(self.namespace)}
+        return any(os.path.lexists(path_of(n)) for n in names)
 
     # -- the writer's own mappings ----------------------------------------------------
 

@@ -82,3 +82,19 @@ def test_bench_runs_the_benchmark_command_with_its_arguments() -> None:
     assert "--quick" in out.stdout and "--peers" in out.stdout
     out = cli("bench", "--no-such-option")
     assert out.returncode == 2 and "unrecognized arguments" in out.stderr
+
+
+def test_listing_a_namespace_nobody_used_creates_nothing(namespace: str) -> None:
+    from arrowshm.testing import namespace_objects
+
+    out = cli("ls")
+    assert out.returncode == 0, out.stderr
+    assert f"namespace {namespace!r} is empty" in out.stdout
+    assert len(arrowshm.list_datasets()) == 0 and arrowshm.list_streams() == []
+    usage = arrowshm.usage()
+    assert (usage.bytes_used, usage.spares, usage.quota) == (0, 0, None)
+    assert namespace_objects(namespace) == []  # no registry was made by asking
+    arrowshm.put("made", make_table(10))
+    assert [d.name for d in arrowshm.list_datasets()] == ["made"]
+    assert arrowshm.usage().bytes_used > 0
+    arrowshm.delete("made")
