@@ -18,7 +18,9 @@ CHILD = textwrap.dedent(
 
     big = make_table(3_000_000)  # ~100 MB: more than the 64 MB tmpfs
     assert big.nbytes > 64 << 20
-    arrowshm.list_datasets()  # maps (creates) the namespace registry
+    arrowshm.put("probe", make_table(10))  # the namespace exists (its registry is made)
+    arrowshm.delete("probe")
+    arrowshm.gc(spares=True)  # (and holds nothing else)
     before = sorted(os.listdir("/dev/shm"))
     try:
         arrowshm.put("big", big)

@@ -31,7 +31,9 @@ _STREAM_CHILD = textwrap.dedent(
     from tests.reliability._util import seq_batch, check_seq_batch
 
     schema = seq_batch(0, 1).schema
-    arrowshm.list_datasets()  # creates the namespace registry
+    arrowshm.put("probe", pa.table({"x": [1]}))  # the namespace exists (its registry is made)
+    arrowshm.delete("probe")
+    arrowshm.gc(spares=True)  # (and holds nothing else)
     before = sorted(os.listdir("/dev/shm"))
     try:
         arrowshm.StreamWriter("big", schema, capacity_bytes=100 << 20)
