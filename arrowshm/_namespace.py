@@ -354,12 +354,13 @@ class Namespace:
         ArrowShmError
             When the registry cannot be read.
         """
-        ctx = self._existing()
-        if ctx is None:  # nothing made yet (and nothing made by asking)
-            directory = self._use().directory
+        ctx = self._use()
+        if not ctx.exists():  # nothing made yet (and nothing made by asking)
             return Usage(namespace=self._name, bytes_used=0, live_bytes=0, spare_bytes=0,
-                         spares=0, quota=None, reserve=0, shm_total=shm_dir_bytes(directory),
-                         shm_free=shm_free_bytes(directory), recycled=0, directory=directory)
+                         spares=0, quota=None, reserve=0,
+                         shm_total=shm_dir_bytes(ctx.directory),
+                         shm_free=shm_free_bytes(ctx.directory), recycled=0,
+                         directory=ctx.directory)
         reg = ctx.registry
         spares = _pool.usage(ctx)
         used = reg.bytes_used

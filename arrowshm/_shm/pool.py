@@ -394,33 +394,35 @@ _reserves_lock = threading.Lock()
 def reserve_target(ctx: Context) -> int:
     """Bytes the namespace keeps in reserve: the sum of every live reserving
     process's reserve, as the registry's reserve table records them (0: none)."""
-    return sum(ReserveTable(ctx.registry.words).targets())
+    return sum(nbytes for _, nbytes in ReserveTable(ctx.registry.words).live())
 
 
 def _rungs(ctx: Context) -> list[int]:
     """The spare sizes every live reserve of the namespace counts on."""
-    return sorted(size for target in ReserveTable(ctx.registry.words).targets()
+    return sorted(size for _, target in ReserveTable(ctx.registry.words).live()
                   for size in ladder(target))
 
 
-def _match(rungs: list[int], ready: list[SpareSlot]) -> list[SpareSlot]:
-    """The spares that stand for *rungs* (each rung its own spare, at most 1.5 times
-    its size plus a page)."""
+def _match(rungs: list[int], ready: list[SpareSlot]) -> tuple[list[SpareSlot], list[int]]:
+    """The spares that stand for *rungs* (each rung its own spare, of at most 1.5
+    times its size plus a page), and the rungs none stands for."""
     free = sorted(ready, key=lambda s: s.nbytes)
     used: list[SpareSlot] = []
+    missing: list[int] = []
     for size in rungs:
-        for s in free:
-            if s not in used and size <= s.nbytes <= size + size // 2 + L.PAGE:
-                used.append(s)
-                break
-    return used
+        hit = next((s for s in free if size <= s.nbytes <= size + size // 2 + L.PAGE), None)
+        if hit is None:
+            missing.append(size)
+        else:
+            free.remove(hit)
+            used.append(hit)
+    return used, missing
 
 
 def _reserved(ctx: Context, ready: list[SpareSlot]) -> set[int]:
     """Slots the namespace's reserves count on (exempt from idle trimming, in every
     process: the reserve table is in the registry)."""
-    rungs = _rungs(ctx)
-    return {s.index for s in _match(rungs, ready)} if rungs else set()
+    return {s.index for s in _match(_rungs(ctx), ready)[0]}
 
 
 class _Reserve:
@@ -441,15 +443,7 @@ class _Reserve:
         """The rungs of this reserve's ladder that no spare stands for, matching the
         spares against every live reserve of the namespace (two reserving processes
         each keep their own ladder)."""
-        rungs = _rungs(self.ctx)
-        matched = sorted(s.nbytes for s in _match(rungs, _table(self.ctx).ready()))
-        unmatched = []
-        for size in rungs:
-            hit = next((b for b in matched if size <= b <= size + size // 2 + L.PAGE), None)
-            if hit is None:
-                unmatched.append(size)
-            else:
-                matched.remove(hit)
+        unmatched = _match(_rungs(self.ctx), _table(self.ctx).ready())[1]
         out = []
         for size in ladder(self.target):  # ours among the unmatched
             if size in unmatched:
@@ -490,12 +484,13 @@ def set_reserve(ctx: Context, nbytes: int, *, wait: float | None = None) -> None
     with _reserves_lock:
         table = ReserveTable(ctx.registry.words)
         if not table.set(max(nbytes, 0)):
+            holders = [pid for pid, _ in table.live()]
             raise ConflictError(
                 f"namespace {ctx.namespace!r} already has {L.RESERVE_SLOTS} processes keeping "
-                f"a reserve (pids {', '.join(map(str, table.holders()))}): a reserve serves "
+                f"a reserve (pids {', '.join(map(str, holders))}): a reserve serves "
                 "every process of the namespace, so use theirs, or stop one of them "
                 "(reserve(0) there) and try again",
-                namespace=ctx.namespace, holders=table.holders())
+                namespace=ctx.namespace, holders=holders)
         _bounds.pop(ctx.namespace, None)
         old = _reserves.pop(ctx.namespace, None)
         if old is not None:

@@ -9,6 +9,7 @@ low. :class:`QuotaAccount` is the part of the :class:`Registry` that does it.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import numpy as np
 import numpy.typing as npt
@@ -128,25 +129,10 @@ class QuotaAccount:
             atomic_store(w, L.H_RESERVATIONS + slot * L.RESERVATION_WORDS + 2, _U64(nbytes))
         return res
 
-    def dead_reservation_bytes(self) -> int:
-        """Quota bytes reserved by creators that died before naming their segment
-        (read-only: :meth:`recover_reservations` gives them back)."""
+    def _dead_reservations(self) -> Iterator[tuple[int, int]]:
+        """(slot base, state word) of each reservation whose creator is dead, or whose
+        clearing gc is dead."""
         w = self.words
-        total = 0
-        for i in range(L.RESERVATION_SLOTS):
-            base = L.H_RESERVATIONS + i * L.RESERVATION_WORDS
-            word = int(atomic_load(w, base))
-            pid = word & ~_RESERVATION_LOCKED
-            if word and not is_alive(pid, 0 if word & _RESERVATION_LOCKED
-                                     else int(atomic_load(w, base + 1))):
-                total += int(atomic_load(w, base + 2))
-        return total
-
-    def recover_reservations(self) -> int:
-        """Give back the quota bytes of creators that died before naming their
-        segment; returns the bytes released."""
-        w = self.words
-        freed = 0
         for i in range(L.RESERVATION_SLOTS):
             base = L.H_RESERVATIONS + i * L.RESERVATION_WORDS
             word = int(atomic_load(w, base))
@@ -157,6 +143,20 @@ class QuotaAccount:
                     continue
             elif is_alive(word, int(atomic_load(w, base + 1))):
                 continue
+            yield base, word
+
+    def dead_reservation_bytes(self) -> int:
+        """Quota bytes reserved by creators that died before naming their segment
+        (read-only: :meth:`recover_reservations` gives them back)."""
+        return sum(int(atomic_load(self.words, base + 2))
+                   for base, _ in self._dead_reservations())
+
+    def recover_reservations(self) -> int:
+        """Give back the quota bytes of creators that died before naming their
+        segment; returns the bytes released."""
+        w = self.words
+        freed = 0
+        for base, word in self._dead_reservations():
             # lock the slot with our pid (one gc wins; a dead locker's lock is taken over),
             # clear it, then give the bytes back
             mine = _RESERVATION_LOCKED | os.getpid()

@@ -249,7 +249,8 @@ class Registry(QuotaAccount):
                 f"size {seg.size}); remove it if no arrowshm process uses it",
                 shm_name=self.shm_name,
             )
-        theirs, ours = int(w[L.H_PID_NS]), pid_namespace()
+        made = _identity(w)
+        theirs, ours = made.pid_ns, pid_namespace()
         if theirs != ours:
             raise AccessDeniedError(
                 f"the registry of namespace {self.namespace!r} was made in another PID "
@@ -261,7 +262,7 @@ class Registry(QuotaAccount):
                 "another ARROWSHM_NAMESPACE in each container (docs/SECURITY.md)",
                 shm_name=self.shm_name, pid_ns=theirs, our_pid_ns=ours,
             )
-        if (int(w[L.H_BOOT_ID]), int(w[L.H_BOOT_ID + 1])) != boot_id():
+        if made.boot != boot_id():
             elsewhere = "" if not self._located else (
                 " (or on another machine: a directory on a network filesystem cannot be "
                 "shared between machines)")
@@ -691,18 +692,18 @@ class Registry(QuotaAccount):
         self.notify_entry(slot)
         return view
 
+    def _dead_lock_slots(self) -> list[int]:
+        """Slots of the entries whose writer lock a dead process holds."""
+        w = self.words
+        return [slot for slot in range(self.capacity)
+                if int(w[self.ew(slot, L.E_STATE)]) != L.STATE_EMPTY
+                and (owner := int(atomic_load(w, self.ew(slot, L.E_LOCK))))
+                and not is_alive(owner, int(atomic_load(w, self.ew(slot, L.E_LOCK_START))))]
+
     def dead_locks(self) -> list[str]:
         """Names of the entries whose writer lock a dead process holds (read-only:
         :meth:`recover_dead_writers` is what takes them over)."""
-        w = self.words
-        out = []
-        for slot in range(self.capacity):
-            if int(w[self.ew(slot, L.E_STATE)]) == L.STATE_EMPTY:
-                continue
-            owner = int(atomic_load(w, self.ew(slot, L.E_LOCK)))
-            if owner and not is_alive(owner, int(atomic_load(w, self.ew(slot, L.E_LOCK_START)))):
-                out.append(self.read_name(slot))
-        return out
+        return [self.read_name(slot) for slot in self._dead_lock_slots()]
 
     def recover_dead_writers(self) -> list[str]:
         """Complete or roll back what killed writers left half done: a writer lock
@@ -710,17 +711,12 @@ class Registry(QuotaAccount):
         entries a dead claimer left CLAIMED. Returns the names recovered."""
         w = self.words
         recovered = []
+        for slot in self._dead_lock_slots():
+            with self.entry_lock(slot):  # taking it over completes the dead publish
+                pass
+            recovered.append(self.read_name(slot))
         for slot in range(self.capacity):
-            state = int(w[self.ew(slot, L.E_STATE)])
-            if state == L.STATE_EMPTY:
-                continue
-            owner = int(atomic_load(w, self.ew(slot, L.E_LOCK)))
-            start = int(atomic_load(w, self.ew(slot, L.E_LOCK_START)))
-            if owner and not is_alive(owner, start):
-                with self.entry_lock(slot):  # taking it over completes the dead publish
-                    pass
-                recovered.append(self.read_name(slot))
-            if state == L.STATE_CLAIMED:
+            if int(w[self.ew(slot, L.E_STATE)]) == L.STATE_CLAIMED:
                 # a claimer died inside the structure lock: the slot is free again
                 with self.struct_lock():
                     if int(w[self.ew(slot, L.E_STATE)]) == L.STATE_CLAIMED:
@@ -842,6 +838,10 @@ def peek_identity(seg: Segment) -> RegistryIdentity | None:
     w = seg.words
     if int(atomic_load(w, L.H_MAGIC)) != L.REGISTRY_MAGIC:  # acquire: header complete
         return None
+    return _identity(w)
+
+
+def _identity(w: npt.NDArray[np.uint64]) -> RegistryIdentity:
     return RegistryIdentity(int(w[L.H_PID_NS]), (int(w[L.H_BOOT_ID]), int(w[L.H_BOOT_ID + 1])))
 
 

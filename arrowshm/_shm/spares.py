@@ -83,9 +83,9 @@ class SpareTable:
         n = L.SPARE_SLOTS * L.SPARE_WORDS
         table = self.words[L.H_SPARES : L.H_SPARES + n].copy().reshape(
             L.SPARE_SLOTS, L.SPARE_WORDS)
-        return [SpareSlot(i, int(row[0]), int(row[2]), int(row[3]), int(row[4]))
-                for i in table[:, 0].nonzero()[0].tolist()
-                for row in (table[i],)]
+        used = table[:, 0].nonzero()[0]
+        return [SpareSlot(i, row[0], row[2], row[3], row[4])
+                for i, row in zip(used.tolist(), table[used].tolist(), strict=True)]
 
     def ready(self) -> list[SpareSlot]:
         """Slots listing a claimable spare."""
@@ -192,14 +192,9 @@ class ReserveTable:
         nbytes = int(atomic_load(self.words, b + 2))
         return (pid, start, nbytes) if is_alive(pid, start) else None
 
-    def targets(self) -> list[int]:
-        """The bytes each live reserving process keeps ready (its own included)."""
-        return [live[2] for i in range(L.RESERVE_SLOTS)
-                if (live := self._live(i)) is not None and live[2] > 0]
-
-    def holders(self) -> list[int]:
-        """Pids of the live reserving processes."""
-        return [live[0] for i in range(L.RESERVE_SLOTS)
+    def live(self) -> list[tuple[int, int]]:
+        """(pid, bytes) of each live reserving process (this one included)."""
+        return [(live[0], live[2]) for i in range(L.RESERVE_SLOTS)
                 if (live := self._live(i)) is not None and live[2] > 0]
 
     def set(self, nbytes: int) -> bool:
